@@ -1,0 +1,64 @@
+//! `create`, `start`, `state`, `kill` and `delete`.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use super::{print, CmdError};
+use crate::container::{self, CreateOpts, Mode};
+use crate::state::{Container, StateError, Status};
+use crate::signal;
+
+pub fn create(root: &Path, opts: &CreateOpts) -> Result<(), CmdError> {
+    container::create(root, opts, Mode::Create)?;
+    Ok(())
+}
+
+/// Releases the init by writing one byte into its exec fifo, then removes the fifo, which
+/// is what marks the container as started.
+pub fn start(root: &Path, id: &str) -> Result<(), CmdError> {
+    let c = Container::load(root, id)?;
+    let status = c.status();
+    if status != Status::Created {
+        return Err(CmdError::NotCreated { id: id.into(), status: status.to_string() });
+    }
+    let fifo = c.fifo();
+    let err = |source| CmdError::Start { id: id.into(), source };
+    // O_NONBLOCK: if the init died the open fails with ENXIO instead of hanging.
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .map_err(err)?;
+    std::fs::remove_file(&fifo).map_err(err)?;
+    f.write_all(&[0]).map_err(err)
+}
+
+pub fn state(root: &Path, id: &str) -> Result<(), CmdError> {
+    let c = Container::load(root, id)?;
+    let report = c.report(c.status());
+    let json = serde_json::to_string_pretty(&report).expect("state serialises");
+    print(&(json + "\n"))
+}
+
+pub fn kill(root: &Path, id: &str, sig: &str, all: bool) -> Result<(), CmdError> {
+    let signo = signal::parse(sig)?;
+    let c = Container::load(root, id)?;
+    container::kill(&c, signo, all)?;
+    Ok(())
+}
+
+/// Deletes a stopped or created container; a running one only with `force`. Deleting a
+/// container that does not exist succeeds with `force`, as in runc.
+pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), CmdError> {
+    let c = match Container::load(root, id) {
+        Err(StateError::NotFound(_)) if force => return Ok(()),
+        other => other?,
+    };
+    let status = c.status();
+    if matches!(status, Status::Running | Status::Paused | Status::Creating) && !force {
+        return Err(CmdError::NotStopped { id: id.into(), status: status.to_string() });
+    }
+    container::destroy(&c)?;
+    Ok(())
+}

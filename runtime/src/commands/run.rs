@@ -1,0 +1,28 @@
+//! `run`: create, start at once, and (unless detached) wait, forwarding signals.
+
+use std::path::Path;
+
+use super::CmdError;
+use crate::container::{self, CreateError, CreateOpts, Mode};
+use crate::sync::Msg;
+
+pub fn run(root: &Path, opts: &CreateOpts, detach: bool, keep: bool) -> Result<i32, CmdError> {
+    // Before the child exists, so its SIGCHLD cannot arrive unobserved.
+    container::block_signals()?;
+    let created = container::create(root, opts, Mode::Run)?;
+    created.channel.send(&Msg::Start).map_err(CreateError::from)?;
+    // The init's end closes when it execs; an error arrives instead if exec failed.
+    if let Some(Msg::Error { errno, message }) = created.channel.recv().map_err(CreateError::from)? {
+        let _ = container::wait_for_exit(created.pid(), &created.pidfd);
+        let _ = container::destroy(&created.container);
+        return Err(CreateError::Init { errno, message }.into());
+    }
+    if detach {
+        return Ok(0);
+    }
+    let code = container::wait_for_exit(created.pid(), &created.pidfd)?;
+    if !keep {
+        container::destroy(&created.container)?;
+    }
+    Ok(code)
+}

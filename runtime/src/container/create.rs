@@ -1,0 +1,279 @@
+//! `create` on the parent's side.
+//!
+//! One clone3 puts the init straight into its new namespaces (no intermediate process).
+//! The parent then writes the id maps, places the init in its cgroup, applies limits,
+//! releases it with `Go` and waits for `Ready` or an error. Any failure unwinds through
+//! [`Rollback`], which kills the init and removes the cgroup and state directory, so a
+//! failed create leaves nothing behind.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use nix::sys::stat::Mode as FileMode;
+use oci_spec::runtime::{LinuxIdMapping, Spec};
+
+use crate::cgroups::{self, Cgroup, CgroupError};
+use crate::config::{self, ConfigError};
+use crate::init::{self, namespaces, namespaces::NsError, InitConfig};
+use crate::state::{self, CgroupRecord, Container, Record, StateError};
+use crate::sync::{self, Channel, Msg, SyncError};
+use crate::{procinfo, sys, timefmt};
+
+/// What a create was asked to do (the flags of `hull create`).
+#[derive(Debug, Clone, Default)]
+pub struct CreateOpts {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+    pub systemd_cgroup: bool,
+}
+
+/// `create` leaves the init waiting on the exec fifo; `run` keeps the channel and sends
+/// Start itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Create,
+    Run,
+}
+
+/// Why a create failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error("cannot use bundle {path}")]
+    Bundle {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Namespaces(#[from] NsError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+    #[error("cannot connect to console socket {path}")]
+    ConsoleSocket {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot create the exec fifo {path}")]
+    Fifo {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot clone the container init")]
+    Clone(#[source] std::io::Error),
+    #[error("cannot write {path}")]
+    ProcWrite {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write pid file {path}")]
+    PidFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The init reported a failed step; the message carries the step and its cause.
+    #[error("container init failed: {message}")]
+    Init { errno: i32, message: String },
+    #[error("container init exited during setup without a report")]
+    InitVanished,
+}
+
+/// A created container, as the parent holds it.
+pub struct Created {
+    pub container: Container,
+    pub pidfd: OwnedFd,
+    pub channel: Channel,
+    pub spec: Spec,
+}
+
+/// Undoes a partial create unless disarmed.
+struct Rollback {
+    dir: Option<PathBuf>,
+    cgroup: Option<Cgroup>,
+    pidfd: Option<OwnedFd>,
+    pid: i32,
+}
+
+impl Drop for Rollback {
+    fn drop(&mut self) {
+        if let Some(pidfd) = self.pidfd.take() {
+            let _ = sys::pidfd_signal(pidfd.as_fd(), libc::SIGKILL);
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(self.pid), None);
+        }
+        if let Some(cg) = self.cgroup.take() {
+            if let Err(e) = cg.remove() {
+                tracing::warn!("rollback: {}", crate::report::chain(&e));
+            }
+        }
+        if let Some(dir) = self.dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn owner() -> String {
+    let uid = nix::unistd::geteuid();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map_or_else(|| format!("#{uid}"), |u| u.name)
+}
+
+/// Creates container `opts.id` under `root`.
+pub fn create(root: &Path, opts: &CreateOpts, mode: Mode) -> Result<Created, CreateError> {
+    let bundle = std::fs::canonicalize(&opts.bundle)
+        .map_err(|source| CreateError::Bundle { path: opts.bundle.clone(), source })?;
+    let spec = config::load(&bundle)?;
+    let plan = namespaces::plan(&spec)?;
+    let root_path = bundle.join(spec.root().as_ref().expect("validated").path());
+    let rootfs = std::fs::canonicalize(&root_path)
+        .map_err(|source| CreateError::Bundle { path: root_path.clone(), source })?;
+    let linux = spec.linux().as_ref();
+    let cgroup_path = cgroups::default_path(
+        linux.and_then(|l| l.cgroups_path().as_deref()),
+        &opts.id,
+        opts.systemd_cgroup,
+    );
+    let dir = state::create_dir(root, &opts.id)?;
+    let mut rollback = Rollback { dir: Some(dir.clone()), cgroup: None, pidfd: None, pid: 0 };
+    let mut container = Container {
+        dir,
+        record: Record {
+            oci_version: spec.version().clone(),
+            id: opts.id.clone(),
+            pid: 0,
+            pid_start: 0,
+            bundle: bundle.clone(),
+            rootfs: rootfs.clone(),
+            created: timefmt::rfc3339_nano(SystemTime::now()),
+            annotations: spec.annotations().clone().unwrap_or_default(),
+            owner: owner(),
+            cgroup: CgroupRecord { path: cgroup_path, systemd: opts.systemd_cgroup },
+            own_pid_ns: plan.new_pid,
+            creating: true,
+        },
+    };
+    container.save()?;
+    rollback.cgroup = Some(Cgroup::open(&container.record.cgroup, &opts.id)?);
+    let fifo = (mode == Mode::Create).then(|| container.fifo());
+    if let Some(path) = &fifo {
+        nix::unistd::mkfifo(path, FileMode::from_bits_truncate(0o622))
+            .map_err(|e| CreateError::Fifo { path: path.clone(), source: e.into() })?;
+    }
+    let console = match &opts.console_socket {
+        Some(path) => Some(OwnedFd::from(UnixStream::connect(path).map_err(|source| {
+            CreateError::ConsoleSocket { path: path.clone(), source }
+        })?)),
+        None => None,
+    };
+    let joins = namespaces::open_joins(&plan)?;
+    if let Some(pidns) = &plan.join_pid {
+        namespaces::join_pid_for_children(pidns)?;
+    }
+    let (parent_end, init_end) = sync::pair()?;
+    let cfg = InitConfig {
+        spec: &spec,
+        bundle: &bundle,
+        rootfs: &rootfs,
+        ns: &plan,
+        joins: &joins,
+        channel: &init_end,
+        console: console.as_ref(),
+        fifo: fifo.as_deref(),
+        no_pivot: opts.no_pivot,
+        no_new_keyring: opts.no_new_keyring,
+        preserve_fds: opts.preserve_fds,
+        id: &opts.id,
+    };
+    let (pid, pidfd) = match sys::clone_process(plan.clone_flags, None).map_err(CreateError::Clone)? {
+        sys::Forked::Child => init::run(&cfg),
+        sys::Forked::Parent { pid, pidfd } => (pid, pidfd),
+    };
+    drop(init_end);
+    drop(console);
+    drop(joins);
+    rollback.pid = pid;
+    rollback.pidfd = Some(pidfd);
+    prepare_init(pid, &spec, plan.new_user, rollback.cgroup.as_ref().expect("set above"))?;
+    parent_end.send(&Msg::Go)?;
+    match parent_end.recv()? {
+        Some(Msg::Ready) => {}
+        Some(Msg::Error { errno, message }) => return Err(CreateError::Init { errno, message }),
+        _ => return Err(CreateError::InitVanished),
+    }
+    let (start, _) = procinfo::stat(pid).ok_or(CreateError::InitVanished)?;
+    container.record.pid = pid;
+    container.record.pid_start = start;
+    container.record.creating = false;
+    container.save()?;
+    if let Some(path) = &opts.pid_file {
+        write_pid_file(path, pid)?;
+    }
+    let pidfd = rollback.pidfd.take().expect("set above");
+    rollback.dir = None;
+    rollback.cgroup = None;
+    Ok(Created { container, pidfd, channel: parent_end, spec })
+}
+
+/// The parent's part of setup, while the init waits for `Go`.
+fn prepare_init(pid: i32, spec: &Spec, new_user: bool, cgroup: &Cgroup) -> Result<(), CreateError> {
+    let linux = spec.linux().as_ref();
+    if new_user {
+        let l = linux.expect("validated: mappings exist");
+        write_proc(pid, "uid_map", &id_map(l.uid_mappings().as_deref().unwrap_or_default()))?;
+        write_proc(pid, "gid_map", &id_map(l.gid_mappings().as_deref().unwrap_or_default()))?;
+    }
+    cgroup.add(pid)?;
+    if let Some(resources) = linux.and_then(|l| l.resources().as_ref()) {
+        cgroup.apply(resources)?;
+    }
+    if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
+        write_proc(pid, "oom_score_adj", &adj.to_string())?;
+    }
+    Ok(())
+}
+
+fn id_map(maps: &[LinuxIdMapping]) -> String {
+    maps.iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect()
+}
+
+fn write_proc(pid: i32, file: &str, text: &str) -> Result<(), CreateError> {
+    let path = PathBuf::from(format!("/proc/{pid}/{file}"));
+    std::fs::write(&path, text).map_err(|source| CreateError::ProcWrite { path, source })
+}
+
+/// Writes the pid file atomically, as containerd expects to read it whole.
+fn write_pid_file(path: &Path, pid: i32) -> Result<(), CreateError> {
+    let err = |source| CreateError::PidFile { path: path.to_owned(), source };
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+    ));
+    std::fs::write(&tmp, pid.to_string()).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+impl Created {
+    /// The init's pid.
+    pub fn pid(&self) -> i32 {
+        self.container.record.pid
+    }
+}

@@ -1,0 +1,244 @@
+//! The container's init: everything that runs in the cloned child between clone3 and
+//! execve. It is a straight line of steps; the first failure is sent to the parent over
+//! the sync channel as (errno, message) and the child exits.
+
+mod console;
+mod credentials;
+pub mod namespaces;
+mod program;
+mod rootfs;
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::report::chain;
+use crate::sync::{Channel, Msg, SyncError};
+use crate::sys;
+use namespaces::NsPlan;
+
+/// Everything the init needs, prepared by the parent before clone3.
+pub struct InitConfig<'a> {
+    pub spec: &'a Spec,
+    pub bundle: &'a Path,
+    pub rootfs: &'a Path,
+    pub ns: &'a NsPlan,
+    pub joins: &'a [(LinuxNamespaceType, PathBuf, File)],
+    pub channel: &'a Channel,
+    pub console: Option<&'a OwnedFd>,
+    /// The exec fifo (`create`); `None` when the parent sends Start itself (`run`).
+    pub fifo: Option<&'a Path>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+    pub id: &'a str,
+}
+
+/// A failed init step.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error("lost the parent before setup")]
+    Aborted,
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+    #[error(transparent)]
+    Ns(#[from] namespaces::NsError),
+    #[error(transparent)]
+    Rootfs(#[from] rootfs::RootfsError),
+    #[error(transparent)]
+    Console(#[from] console::ConsoleError),
+    #[error(transparent)]
+    Cred(#[from] credentials::CredError),
+    #[error(transparent)]
+    Program(#[from] program::ProgramError),
+    #[error("cannot become root in the user namespace")]
+    UserRoot(#[source] io::Error),
+    #[error("cannot write linux.timeOffsets")]
+    TimeOffsets(#[source] io::Error),
+    #[error("cannot set the hostname or domainname")]
+    Hostname(#[source] io::Error),
+    #[error("cannot set sysctl {key}")]
+    Sysctl {
+        key: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot open the exec fifo {path}")]
+    Fifo {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("process.terminal is true but no --console-socket was given")]
+    NoConsoleSocket,
+    #[error("cannot join a new session keyring")]
+    Keyring(#[source] io::Error),
+}
+
+impl InitError {
+    /// The errno at the root of the error, or EINVAL.
+    fn errno(&self) -> i32 {
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(e) = cur {
+            if let Some(io) = e.downcast_ref::<io::Error>() {
+                if let Some(n) = io.raw_os_error() {
+                    return n;
+                }
+            }
+            cur = e.source();
+        }
+        libc::EINVAL
+    }
+}
+
+/// Runs the init to its execve. Never returns.
+pub fn run(cfg: &InitConfig) -> ! {
+    let err = match setup(cfg) {
+        Ok(ready) => match exec(cfg, ready) {
+            Ok(never) => match never {},
+            Err(e) => e,
+        },
+        Err(e) => e,
+    };
+    let msg = Msg::Error { errno: err.errno(), message: chain(&err) };
+    if cfg.channel.send(&msg).is_err() {
+        // The parent is gone (a `create` whose `start` came later): stderr is all we have.
+        eprintln!("hull init: {}", chain(&err));
+    }
+    sys::exit_now(if matches!(err, InitError::Program(program::ProgramError::Exec { .. })) { 127 } else { 1 })
+}
+
+/// What `setup` leaves for the final step.
+struct Ready {
+    fifo: Option<File>,
+    program: program::Program,
+}
+
+fn setup(cfg: &InitConfig) -> Result<Ready, InitError> {
+    // Until the parent has our pid in its records, dying with it is the only clean exit.
+    sys::set_parent_death_signal(libc::SIGKILL).map_err(InitError::UserRoot)?;
+    sys::set_umask(0);
+    match cfg.channel.recv()? {
+        Some(Msg::Go) => {}
+        _ => return Err(InitError::Aborted),
+    }
+    namespaces::join(cfg.joins)?;
+    let joined_user = cfg.joins.iter().any(|(t, _, _)| *t == LinuxNamespaceType::User);
+    if cfg.ns.new_user || joined_user {
+        nix::unistd::setresgid(0.into(), 0.into(), 0.into()).map_err(|e| InitError::UserRoot(e.into()))?;
+        nix::unistd::setresuid(0.into(), 0.into(), 0.into()).map_err(|e| InitError::UserRoot(e.into()))?;
+    }
+    namespaces::unshare_late(cfg.ns)?;
+    if cfg.ns.new_time {
+        write_time_offsets(cfg.spec)?;
+    }
+    if !cfg.no_new_keyring {
+        sys::join_session_keyring(cfg.id).map_err(InitError::Keyring)?;
+    }
+    set_names(cfg.spec)?;
+    let fifo = match cfg.fifo {
+        Some(path) => Some(open_fifo(path)?),
+        None => None,
+    };
+    let process = cfg.spec.process().as_ref().expect("validated: process is present");
+    let plan = rootfs::RootfsPlan {
+        rootfs: cfg.rootfs,
+        bundle: cfg.bundle,
+        no_pivot: cfg.no_pivot,
+        in_user_ns: cfg.ns.new_user || joined_user,
+        new_cgroup_ns: cfg.ns.new_cgroup,
+        cwd: process.cwd(),
+    };
+    rootfs::setup(cfg.spec, &plan)?;
+    set_sysctls(cfg.spec)?;
+    if process.terminal().unwrap_or(false) {
+        console::setup(cfg.console.ok_or(InitError::NoConsoleSocket)?)?;
+    }
+    credentials::set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
+    let caps = process.capabilities().as_ref();
+    credentials::drop_bounding(caps)?;
+    credentials::set_user(process)?;
+    let program = program::Program::resolve(process)?;
+    credentials::set_caps(caps)?;
+    credentials::finish(process)?;
+    Ok(Ready { fifo, program })
+}
+
+fn exec(cfg: &InitConfig, ready: Ready) -> Result<std::convert::Infallible, InitError> {
+    // From here on the parent may exit (`create` returns); we must not die with it.
+    sys::set_parent_death_signal(0).map_err(InitError::UserRoot)?;
+    cfg.channel.send(&Msg::Ready)?;
+    match ready.fifo {
+        Some(mut fifo) => {
+            let mut byte = [0u8; 1];
+            fifo.read_exact(&mut byte).map_err(|source| InitError::Fifo {
+                path: cfg.fifo.unwrap_or(Path::new("")).to_owned(),
+                source,
+            })?;
+        }
+        None => match cfg.channel.recv()? {
+            Some(Msg::Start) => {}
+            _ => return Err(InitError::Aborted),
+        },
+    }
+    Ok(ready.program.exec(cfg.preserve_fds)?)
+}
+
+/// The exec fifo is opened read-write so the open never blocks; `hull start` writes one
+/// byte into it, which ends our read.
+fn open_fifo(path: &Path) -> Result<File, InitError> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|source| InitError::Fifo { path: path.to_owned(), source })
+}
+
+fn set_names(spec: &Spec) -> Result<(), InitError> {
+    if let Some(h) = spec.hostname() {
+        nix::unistd::sethostname(h).map_err(|e| InitError::Hostname(e.into()))?;
+    }
+    if let Some(d) = spec.domainname() {
+        sys::set_domainname(d).map_err(InitError::Hostname)?;
+    }
+    Ok(())
+}
+
+fn write_time_offsets(spec: &Spec) -> Result<(), InitError> {
+    let Some(offsets) = spec.linux().as_ref().and_then(|l| l.time_offsets().clone()) else {
+        return Ok(());
+    };
+    let mut text = String::new();
+    for (clock, off) in offsets {
+        let secs = off.secs().unwrap_or(0);
+        let nanos = off.nanosecs().unwrap_or(0);
+        text.push_str(&format!("{clock} {secs} {nanos}\n"));
+    }
+    std::fs::write("/proc/self/timens_offsets", text).map_err(InitError::TimeOffsets)
+}
+
+/// Writes `linux.sysctl` through the container's /proc, after checking that what is
+/// mounted there is procfs (a planted directory must not swallow or redirect writes).
+fn set_sysctls(spec: &Spec) -> Result<(), InitError> {
+    let Some(sysctls) = spec.linux().as_ref().and_then(|l| l.sysctl().clone()) else {
+        return Ok(());
+    };
+    let root = rootfs::Root::open(Path::new("/")).map_err(|source| InitError::Sysctl {
+        key: String::new(),
+        source,
+    })?;
+    for (key, value) in sysctls {
+        let err = |source| InitError::Sysctl { key: key.clone(), source };
+        let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+        let fd = root.open_in(&path, libc::O_WRONLY).map_err(err)?;
+        const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+        if sys::fs_magic(fd.as_fd()).map_err(err)? != PROC_SUPER_MAGIC {
+            return Err(err(io::Error::from_raw_os_error(libc::EXDEV)));
+        }
+        io::Write::write_all(&mut File::from(fd), value.as_bytes()).map_err(err)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,127 @@
+//! The container's program: finding it on the container's PATH and executing it.
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::Process;
+
+use crate::sys;
+
+/// runc's PATH when process.env has none.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Failures finding or running the program.
+#[derive(Debug, thiserror::Error)]
+pub enum ProgramError {
+    #[error("cannot change to the working directory {path}")]
+    Cwd {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("executable {name:?} not found in $PATH")]
+    NotFound { name: String },
+    #[error("{path} is not an executable file")]
+    NotExecutable {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("argument or environment value contains a NUL byte")]
+    Nul,
+    #[error("cannot prepare file descriptors for exec")]
+    Fds(#[source] io::Error),
+    #[error("cannot reset signal handling")]
+    Signals(#[source] io::Error),
+    #[error("cannot exec {path}")]
+    Exec {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A resolved program, ready for execve.
+pub struct Program {
+    path: PathBuf,
+    args: Vec<CString>,
+    env: Vec<CString>,
+}
+
+fn check_exec(path: &Path) -> Result<(), ProgramError> {
+    let err = |source| ProgramError::NotExecutable { path: path.to_owned(), source };
+    let meta = std::fs::metadata(path).map_err(err)?;
+    if meta.is_dir() {
+        return Err(err(io::Error::from_raw_os_error(libc::EISDIR)));
+    }
+    if meta.permissions().mode() & 0o111 == 0 {
+        return Err(err(io::Error::from_raw_os_error(libc::EACCES)));
+    }
+    Ok(())
+}
+
+/// Finds `name` as execvp would, on `path_var`.
+fn look_path(name: &str, path_var: &str) -> Result<PathBuf, ProgramError> {
+    if name.contains('/') {
+        let p = PathBuf::from(name);
+        check_exec(&p)?;
+        return Ok(p);
+    }
+    for dir in path_var.split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let candidate = Path::new(dir).join(name);
+        if check_exec(&candidate).is_ok() {
+            return Ok(candidate);
+        }
+    }
+    Err(ProgramError::NotFound { name: name.to_owned() })
+}
+
+fn cstrings(v: &[String]) -> Result<Vec<CString>, ProgramError> {
+    v.iter().map(|s| CString::new(s.as_bytes()).map_err(|_| ProgramError::Nul)).collect()
+}
+
+impl Program {
+    /// Changes to process.cwd and resolves the executable, as the container's user.
+    pub fn resolve(process: &Process) -> Result<Self, ProgramError> {
+        let cwd = process.cwd();
+        nix::unistd::chdir(cwd.as_path())
+            .map_err(|e| ProgramError::Cwd { path: cwd.clone(), source: e.into() })?;
+        let args = process.args().clone().unwrap_or_default();
+        let env = process.env().clone().unwrap_or_default();
+        let path_var = env
+            .iter()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or(DEFAULT_PATH);
+        let path = look_path(&args[0], path_var)?;
+        Ok(Self { path, args: cstrings(&args)?, env: cstrings(&env)? })
+    }
+
+    /// Closes hull's descriptors (keeping stdio and `preserve` inherited ones), resets
+    /// signals and execs. Returns only on failure.
+    pub fn exec(&self, preserve: u32) -> Result<std::convert::Infallible, ProgramError> {
+        sys::cloexec_from(3 + preserve).map_err(ProgramError::Fds)?;
+        for fd in 3..3 + preserve {
+            sys::clear_cloexec(fd as i32).map_err(ProgramError::Fds)?;
+        }
+        sys::reset_signals().map_err(ProgramError::Signals)?;
+        let path = CString::new(self.path.as_os_str().as_bytes()).map_err(|_| ProgramError::Nul)?;
+        let e = nix::unistd::execve(&path, &self.args, &self.env).unwrap_err();
+        Err(ProgramError::Exec { path: self.path.clone(), source: e.into() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_on_path() {
+        assert_eq!(look_path("sh", "/nonexistent:/bin").unwrap(), PathBuf::from("/bin/sh"));
+        assert!(matches!(look_path("no-such-prog-x", "/bin"), Err(ProgramError::NotFound { .. })));
+        assert!(matches!(look_path("/etc/passwd", "/bin"), Err(ProgramError::NotExecutable { .. })));
+    }
+}

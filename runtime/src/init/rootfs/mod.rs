@@ -1,0 +1,146 @@
+//! Building the container's root filesystem, all inside the container's mount namespace:
+//! propagation, the rootfs bind, config mounts, /dev, masked and read-only paths, the cwd,
+//! then pivot_root (or chroot) and the read-only remount of `/`.
+
+mod cgroupfs;
+mod devices;
+mod mounts;
+mod options;
+mod paths;
+mod pivot;
+mod resolve;
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use nix::mount::MsFlags;
+use oci_spec::runtime::Spec;
+
+pub use mounts::MountCtx;
+pub use resolve::Root;
+
+/// A failed step of rootfs setup, naming the object it was working on.
+#[derive(Debug, thiserror::Error)]
+pub enum RootfsError {
+    #[error("cannot make the mount tree of the container private")]
+    Propagation(#[source] io::Error),
+    #[error("cannot bind the rootfs {path} onto itself")]
+    RootBind {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("mounts[{index}]: cannot mount on {dest}")]
+    Mount {
+        index: usize,
+        dest: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("mounts[{index}]: bad options")]
+    Option {
+        index: usize,
+        #[source]
+        source: options::Unsupported,
+    },
+    #[error("mount destination {dest} is inside /proc and is not one runc allows")]
+    ProcDest { dest: PathBuf },
+    #[error("cannot create device {path}")]
+    Device {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot create the /dev symlinks")]
+    DevLinks(#[source] io::Error),
+    #[error("cannot mask {path}")]
+    Mask {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot make {path} read-only")]
+    Readonly {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot create the working directory {path}")]
+    Cwd {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot switch to the rootfs {path}")]
+    Pivot {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot make the root filesystem read-only")]
+    ReadonlyRoot(#[source] io::Error),
+}
+
+/// Everything about the rootfs the init needs besides the spec.
+pub struct RootfsPlan<'a> {
+    pub rootfs: &'a Path,
+    pub bundle: &'a Path,
+    pub no_pivot: bool,
+    pub in_user_ns: bool,
+    pub new_cgroup_ns: bool,
+    pub cwd: &'a Path,
+}
+
+/// Builds the rootfs and makes it `/`.
+pub fn setup(spec: &Spec, plan: &RootfsPlan) -> Result<(), RootfsError> {
+    let linux = spec.linux().as_ref();
+    // Nothing mounted from here on may propagate back to the host.
+    nix::mount::mount(None::<&str>, "/", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
+        .map_err(|e| RootfsError::Propagation(e.into()))?;
+    // pivot_root needs the new root to be a mount point.
+    nix::mount::mount(Some(plan.rootfs), plan.rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+        .map_err(|e| RootfsError::RootBind { path: plan.rootfs.to_owned(), source: e.into() })?;
+    let root = Root::open(plan.rootfs)
+        .map_err(|source| RootfsError::RootBind { path: plan.rootfs.to_owned(), source })?;
+    let ctx = MountCtx { bundle: plan.bundle, new_cgroup_ns: plan.new_cgroup_ns };
+    let all_mounts = spec.mounts().as_deref().unwrap_or_default();
+    for (index, m) in all_mounts.iter().enumerate() {
+        mounts::mount_one(&root, m, index, &ctx)?;
+    }
+    let dev_bound = all_mounts.iter().any(|m| {
+        resolve::clean(m.destination()) == Path::new("dev")
+            && m.options().iter().flatten().any(|o| o == "bind" || o == "rbind")
+    });
+    if !dev_bound {
+        let config_devices = linux.and_then(|l| l.devices().as_deref()).unwrap_or_default();
+        for node in devices::wanted(config_devices) {
+            devices::create(&root, &node, plan.in_user_ns)
+                .map_err(|source| RootfsError::Device { path: node.path.clone(), source })?;
+        }
+        devices::symlinks(&root).map_err(RootfsError::DevLinks)?;
+    }
+    root.mkdir_all(plan.cwd)
+        .map_err(|source| RootfsError::Cwd { path: plan.cwd.to_owned(), source })?;
+    let masked = linux.and_then(|l| l.masked_paths().as_deref()).unwrap_or_default();
+    if !masked.is_empty() {
+        let null = paths::NullSource::open()
+            .map_err(|source| RootfsError::Mask { path: "/dev/null".into(), source })?;
+        for p in masked {
+            paths::mask(&root, &null, Path::new(p))
+                .map_err(|source| RootfsError::Mask { path: p.into(), source })?;
+        }
+    }
+    for p in linux.and_then(|l| l.readonly_paths().as_deref()).unwrap_or_default() {
+        paths::make_readonly(&root, Path::new(p))
+            .map_err(|source| RootfsError::Readonly { path: p.into(), source })?;
+    }
+    let pivot_err = |source| RootfsError::Pivot { path: plan.rootfs.to_owned(), source };
+    if plan.no_pivot {
+        pivot::move_root(&root).map_err(pivot_err)?;
+    } else {
+        pivot::pivot(&root).map_err(pivot_err)?;
+    }
+    let readonly = spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false);
+    let propagation = linux.and_then(|l| l.rootfs_propagation().as_deref());
+    pivot::finish_root(readonly, propagation).map_err(RootfsError::ReadonlyRoot)
+}

@@ -1,0 +1,24 @@
+//! The `hull` binary: parse the command line, run the subcommand, map failure to exit 1.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use hull::{cli::Cli, commands, logging, report};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log.as_deref(), cli.log_format, cli.debug);
+    let logged = cli.log.is_some();
+    match commands::dispatch(cli) {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(255)),
+        Err(e) => {
+            let msg = report::chain(&e);
+            // containerd reads the error from the log file; people read stderr.
+            if logged {
+                tracing::error!("{msg}");
+            }
+            eprintln!("hull: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
