@@ -25,32 +25,32 @@ pub enum CgroupError {
     Open {
         path: PathBuf,
         #[source]
-        source: libcgroups::common::CreateCgroupSetupError,
+        source: Box<libcgroups::common::CreateCgroupSetupError>,
     },
     #[error("cannot place process {pid} in cgroup {path}")]
     AddTask {
         path: PathBuf,
         pid: i32,
         #[source]
-        source: AnyManagerError,
+        source: Box<AnyManagerError>,
     },
     #[error("cannot apply linux.resources to cgroup {path}")]
     Apply {
         path: PathBuf,
         #[source]
-        source: AnyManagerError,
+        source: Box<AnyManagerError>,
     },
     #[error("cannot remove cgroup {path}")]
     Remove {
         path: PathBuf,
         #[source]
-        source: AnyManagerError,
+        source: Box<AnyManagerError>,
     },
     #[error("cannot list processes of cgroup {path}")]
     Pids {
         path: PathBuf,
         #[source]
-        source: AnyManagerError,
+        source: Box<AnyManagerError>,
     },
 }
 
@@ -61,12 +61,12 @@ pub struct Cgroup {
 }
 
 /// The cgroup path a container gets: `linux.cgroupsPath`, or a default derived from the id
-/// (`/hull/<id>`, or `system.slice:hull:<id>` with the systemd driver).
+/// (`/hull-<id>`, or `system.slice:hull:<id>` with the systemd driver).
 pub fn default_path(configured: Option<&Path>, id: &str, systemd: bool) -> PathBuf {
     match configured {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ if systemd => PathBuf::from(format!("system.slice:hull:{id}")),
-        _ => PathBuf::from(format!("/hull/{id}")),
+        _ => PathBuf::from(format!("/hull-{id}")),
     }
 }
 
@@ -81,28 +81,43 @@ impl Cgroup {
             systemd_cgroup: record.systemd,
             container_name: id.to_owned(),
         })
-        .map_err(|source| CgroupError::Open { path: record.path.clone(), source })?;
-        Ok(Self { manager, record: record.clone() })
+        .map_err(|source| CgroupError::Open {
+            path: record.path.clone(),
+            source: Box::new(source),
+        })?;
+        Ok(Self {
+            manager,
+            record: record.clone(),
+        })
     }
 
     /// Adds `pid` (creating the cgroup directories as needed).
     pub fn add(&self, pid: i32) -> Result<(), CgroupError> {
-        self.manager.add_task(Pid::from_raw(pid)).map_err(|source| CgroupError::AddTask {
-            path: self.record.path.clone(),
-            pid,
-            source,
-        })
+        self.manager
+            .add_task(Pid::from_raw(pid))
+            .map_err(|source| CgroupError::AddTask {
+                path: self.record.path.clone(),
+                pid,
+                source: Box::new(source),
+            })
     }
 
     /// Applies every limit in `linux.resources`.
     pub fn apply(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
         let unified = resources.unified().as_ref().is_some_and(|u| !u.is_empty());
-        if unified && !matches!(get_cgroup_setup().map_err(CgroupError::Setup)?, CgroupSetup::Unified)
+        if unified
+            && !matches!(
+                get_cgroup_setup().map_err(CgroupError::Setup)?,
+                CgroupSetup::Unified
+            )
         {
             return Err(CgroupError::UnifiedOnV1);
         }
-        let disable_oom_killer =
-            resources.memory().as_ref().and_then(|m| m.disable_oom_killer()).unwrap_or(false);
+        let disable_oom_killer = resources
+            .memory()
+            .as_ref()
+            .and_then(|m| m.disable_oom_killer())
+            .unwrap_or(false);
         let opt = ControllerOpt {
             resources,
             disable_oom_killer,
@@ -111,7 +126,10 @@ impl Cgroup {
         };
         self.manager
             .apply(&opt)
-            .map_err(|source| CgroupError::Apply { path: self.record.path.clone(), source })
+            .map_err(|source| CgroupError::Apply {
+                path: self.record.path.clone(),
+                source: Box::new(source),
+            })
     }
 
     /// Pids of every process in the cgroup.
@@ -119,15 +137,19 @@ impl Cgroup {
         let pids = self
             .manager
             .get_all_pids()
-            .map_err(|source| CgroupError::Pids { path: self.record.path.clone(), source })?;
+            .map_err(|source| CgroupError::Pids {
+                path: self.record.path.clone(),
+                source: Box::new(source),
+            })?;
         Ok(pids.into_iter().map(Pid::as_raw).collect())
     }
 
     /// Kills what is left and removes the cgroup in every controller.
     pub fn remove(&self) -> Result<(), CgroupError> {
-        self.manager
-            .remove()
-            .map_err(|source| CgroupError::Remove { path: self.record.path.clone(), source })
+        self.manager.remove().map_err(|source| CgroupError::Remove {
+            path: self.record.path.clone(),
+            source: Box::new(source),
+        })
     }
 }
 
@@ -137,7 +159,9 @@ pub fn is_frozen(record: &CgroupRecord) -> bool {
         return false;
     }
     let rel = record.path.strip_prefix("/").unwrap_or(&record.path);
-    let v1 = Path::new("/sys/fs/cgroup/freezer").join(rel).join("freezer.state");
+    let v1 = Path::new("/sys/fs/cgroup/freezer")
+        .join(rel)
+        .join("freezer.state");
     if let Ok(s) = std::fs::read_to_string(v1) {
         return s.trim() == "FROZEN";
     }

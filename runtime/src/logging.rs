@@ -28,9 +28,14 @@ pub struct RuncLog {
 /// logging falls back to stderr: a missing log must not stop the container.
 pub fn init(path: Option<&Path>, format: LogFormat, debug: bool) {
     let out = path.and_then(|p| {
-        OpenOptions::new().create(true).append(true).open(p).map_err(|e| {
-            eprintln!("hull: cannot open log file {}: {e}", p.display());
-        }).ok()
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .map_err(|e| {
+                eprintln!("hull: cannot open log file {}: {e}", p.display());
+            })
+            .ok()
     });
     let sub = RuncLog {
         out: Mutex::new(out),
@@ -78,7 +83,12 @@ impl Subscriber for RuncLog {
     fn event(&self, event: &Event<'_>) {
         let mut msg = Message::default();
         event.record(&mut msg);
-        let line = format_line(self.json, event.metadata().level(), &msg.0, &rfc3339_nano(SystemTime::now()));
+        let line = format_line(
+            self.json,
+            event.metadata().level(),
+            &msg.0,
+            &rfc3339_nano(SystemTime::now()),
+        );
         let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
         match out.as_mut() {
             Some(f) => drop(f.write_all(line.as_bytes())),
@@ -104,6 +114,9 @@ mod tests {
 
     #[test]
     fn text_line() {
-        assert_eq!(format_line(false, &Level::WARN, "a b", "T"), "time=\"T\" level=warn msg=\"a b\"\n");
+        assert_eq!(
+            format_line(false, &Level::WARN, "a b", "T"),
+            "time=\"T\" level=warn msg=\"a b\"\n"
+        );
     }
 }

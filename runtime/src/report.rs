@@ -28,6 +28,9 @@ mod tests {
     #[test]
     fn joins_causes() {
         let e = Outer(std::io::Error::from_raw_os_error(libc::ENOENT));
-        assert_eq!(chain(&e), "cannot mount on /data: No such file or directory (os error 2)");
+        assert_eq!(
+            chain(&e),
+            "cannot mount on /data: No such file or directory (os error 2)"
+        );
     }
 }

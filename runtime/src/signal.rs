@@ -11,14 +11,26 @@ pub struct BadSignal(pub String);
 pub fn parse(s: &str) -> Result<i32, BadSignal> {
     let bad = || BadSignal(s.to_owned());
     if let Ok(n) = s.parse::<i32>() {
-        return if (1..=libc::SIGRTMAX()).contains(&n) { Ok(n) } else { Err(bad()) };
+        return if (1..=libc::SIGRTMAX()).contains(&n) {
+            Ok(n)
+        } else {
+            Err(bad())
+        };
     }
     let upper = s.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
     if let Some(rt) = name.strip_prefix("SIGRTMIN+") {
         let n: i32 = rt.parse().map_err(|_| bad())?;
         let sig = libc::SIGRTMIN() + n;
-        return if sig <= libc::SIGRTMAX() { Ok(sig) } else { Err(bad()) };
+        return if sig <= libc::SIGRTMAX() {
+            Ok(sig)
+        } else {
+            Err(bad())
+        };
     }
     name.parse::<Signal>().map(|s| s as i32).map_err(|_| bad())
 }

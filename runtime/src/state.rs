@@ -38,7 +38,10 @@ pub enum StateError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
-    move |source| StateError::Io { path: path.to_owned(), source }
+    move |source| StateError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// runtime-spec statuses.
@@ -123,7 +126,9 @@ pub fn check_id(id: &str) -> Result<(), StateError> {
         && id != "."
         && id != ".."
         && id.len() <= 1024
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+-.".contains(&b));
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_+-.".contains(&b));
     if ok {
         Ok(())
     } else {
@@ -164,8 +169,8 @@ impl Container {
             }
             Err(e) => return Err(io_err(&path)(e)),
         };
-        let record =
-            serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt { path, source })?;
+        let record = serde_json::from_slice(&bytes)
+            .map_err(|source| StateError::Corrupt { path, source })?;
         Ok(Self { dir, record })
     }
 
@@ -259,7 +264,10 @@ mod tests {
     fn save_and_load_round_trip() {
         let root = tempfile::tempdir().unwrap();
         let dir = create_dir(root.path(), "c1").unwrap();
-        assert!(matches!(create_dir(root.path(), "c1"), Err(StateError::Exists(_))));
+        assert!(matches!(
+            create_dir(root.path(), "c1"),
+            Err(StateError::Exists(_))
+        ));
         let c = Container {
             dir,
             record: Record {
@@ -282,6 +290,9 @@ mod tests {
         assert_eq!(back.status(), Status::Creating);
         assert_eq!(list_ids(root.path()).unwrap(), vec!["c1".to_string()]);
         back.remove_dir().unwrap();
-        assert!(matches!(Container::load(root.path(), "c1"), Err(StateError::NotFound(_))));
+        assert!(matches!(
+            Container::load(root.path(), "c1"),
+            Err(StateError::NotFound(_))
+        ));
     }
 }

@@ -115,7 +115,10 @@ mod tests {
             Msg::Go,
             Msg::Ready,
             Msg::Start,
-            Msg::Error { errno: 2, message: "chdir to `/nope`".into() },
+            Msg::Error {
+                errno: 2,
+                message: "chdir to `/nope`".into(),
+            },
         ] {
             a.send(&m).unwrap();
             assert_eq!(b.recv().unwrap(), Some(m));

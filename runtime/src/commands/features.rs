@@ -5,14 +5,43 @@ use super::{print, CmdError};
 
 /// Mount options [`crate::init`] understands.
 const MOUNT_OPTIONS: &[&str] = &[
-    "async", "atime", "bind", "defaults", "dev", "diratime", "exec", "noatime", "nodev",
-    "nodiratime", "noexec", "nosuid", "nosymfollow", "private", "rbind", "relatime", "rprivate",
-    "rshared", "rslave", "runbindable", "ro", "rw", "shared", "slave", "strictatime", "suid",
-    "symfollow", "unbindable",
+    "async",
+    "atime",
+    "bind",
+    "defaults",
+    "dev",
+    "diratime",
+    "exec",
+    "noatime",
+    "nodev",
+    "nodiratime",
+    "noexec",
+    "nosuid",
+    "nosymfollow",
+    "private",
+    "rbind",
+    "relatime",
+    "rprivate",
+    "rshared",
+    "rslave",
+    "runbindable",
+    "ro",
+    "rw",
+    "shared",
+    "slave",
+    "strictatime",
+    "suid",
+    "symfollow",
+    "unbindable",
 ];
 
 pub fn features_json() -> serde_json::Value {
-    let caps: Vec<String> = caps::all().iter().map(|c| c.to_string()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let caps: Vec<String> = caps::all()
+        .iter()
+        .map(|c| c.to_string())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     serde_json::json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": "1.3.0",
@@ -45,7 +74,15 @@ mod tests {
     fn shape() {
         let f = super::features_json();
         assert_eq!(f["ociVersionMax"], "1.3.0");
-        assert!(f["linux"]["capabilities"].as_array().unwrap().iter().any(|c| c == "CAP_SYS_ADMIN"));
-        assert_eq!(f["hooks"].as_array().unwrap().len(), 0, "hooks are not implemented yet");
+        assert!(f["linux"]["capabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "CAP_SYS_ADMIN"));
+        assert_eq!(
+            f["hooks"].as_array().unwrap().len(),
+            0,
+            "hooks are not implemented yet"
+        );
     }
 }

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use super::{print, CmdError};
 use crate::container::{self, CreateOpts, Mode};
-use crate::state::{Container, StateError, Status};
 use crate::signal;
+use crate::state::{Container, StateError, Status};
 
 pub fn create(root: &Path, opts: &CreateOpts) -> Result<(), CmdError> {
     container::create(root, opts, Mode::Create)?;
@@ -20,10 +20,16 @@ pub fn start(root: &Path, id: &str) -> Result<(), CmdError> {
     let c = Container::load(root, id)?;
     let status = c.status();
     if status != Status::Created {
-        return Err(CmdError::NotCreated { id: id.into(), status: status.to_string() });
+        return Err(CmdError::NotCreated {
+            id: id.into(),
+            status: status.to_string(),
+        });
     }
     let fifo = c.fifo();
-    let err = |source| CmdError::Start { id: id.into(), source };
+    let err = |source| CmdError::Start {
+        id: id.into(),
+        source,
+    };
     // O_NONBLOCK: if the init died the open fails with ENXIO instead of hanging.
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -57,7 +63,10 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), CmdError> {
     };
     let status = c.status();
     if matches!(status, Status::Running | Status::Paused | Status::Creating) && !force {
-        return Err(CmdError::NotStopped { id: id.into(), status: status.to_string() });
+        return Err(CmdError::NotStopped {
+            id: id.into(),
+            status: status.to_string(),
+        });
     }
     container::destroy(&c)?;
     Ok(())

@@ -17,12 +17,19 @@ pub fn list(root: &Path, quiet: bool, format: ListFormat) -> Result<(), CmdError
         }
     }
     if quiet {
-        let ids: String = containers.iter().map(|c| format!("{}\n", c.record.id)).collect();
+        let ids: String = containers
+            .iter()
+            .map(|c| format!("{}\n", c.record.id))
+            .collect();
         return print(&ids);
     }
     let rows: Vec<_> = containers.iter().map(|c| c.report(c.status())).collect();
     if format == ListFormat::Json {
-        let json = if rows.is_empty() { "null".to_string() } else { serde_json::to_string(&rows).expect("serialises") };
+        let json = if rows.is_empty() {
+            "null".to_string()
+        } else {
+            serde_json::to_string(&rows).expect("serialises")
+        };
         return print(&(json + "\n"));
     }
     let mut table = vec![["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from)];
@@ -73,7 +80,9 @@ mod tests {
             ["c1", "42", "running", "/b", "t", "root"].map(String::from),
         ];
         let t = tabulate(&rows);
-        assert!(t.starts_with("ID          PID         STATUS      BUNDLE      CREATED     OWNER\n"));
+        assert!(
+            t.starts_with("ID          PID         STATUS      BUNDLE      CREATED     OWNER\n")
+        );
         assert!(t.contains("c1          42          running"));
     }
 }

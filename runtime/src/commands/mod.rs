@@ -52,9 +52,11 @@ pub fn dispatch(cli: Cli) -> Result<i32, CmdError> {
     match cli.command {
         Command::Create(a) => lifecycle::create(root, &opts(a, cli.systemd_cgroup)).map(|()| 0),
         Command::Start { id } => lifecycle::start(root, &id).map(|()| 0),
-        Command::Run { create, detach, keep } => {
-            run::run(root, &opts(create, cli.systemd_cgroup), detach, keep)
-        }
+        Command::Run {
+            create,
+            detach,
+            keep,
+        } => run::run(root, &opts(create, cli.systemd_cgroup), detach, keep),
         Command::State { id } => lifecycle::state(root, &id).map(|()| 0),
         Command::Kill { id, signal, all } => {
             lifecycle::kill(root, &id, signal.as_deref().unwrap_or("SIGTERM"), all).map(|()| 0)
@@ -83,5 +85,7 @@ fn opts(a: CreateArgs, systemd_cgroup: bool) -> CreateOpts {
 fn print(text: &str) -> Result<(), CmdError> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(CmdError::Stdout)
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(CmdError::Stdout)
 }

@@ -10,9 +10,14 @@ pub fn run(root: &Path, opts: &CreateOpts, detach: bool, keep: bool) -> Result<i
     // Before the child exists, so its SIGCHLD cannot arrive unobserved.
     container::block_signals()?;
     let created = container::create(root, opts, Mode::Run)?;
-    created.channel.send(&Msg::Start).map_err(CreateError::from)?;
+    created
+        .channel
+        .send(&Msg::Start)
+        .map_err(CreateError::from)?;
     // The init's end closes when it execs; an error arrives instead if exec failed.
-    if let Some(Msg::Error { errno, message }) = created.channel.recv().map_err(CreateError::from)? {
+    if let Some(Msg::Error { errno, message }) =
+        created.channel.recv().map_err(CreateError::from)?
+    {
         let _ = container::wait_for_exit(created.pid(), &created.pidfd);
         let _ = container::destroy(&created.container);
         return Err(CreateError::Init { errno, message }.into());

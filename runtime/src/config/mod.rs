@@ -54,20 +54,32 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Spec, ConfigError> {
         let field = e.path().to_string();
         let source = e.into_inner();
         if source.is_syntax() || source.is_eof() || field == "." {
-            ConfigError::Syntax { path: path.to_owned(), source }
+            ConfigError::Syntax {
+                path: path.to_owned(),
+                source,
+            }
         } else {
-            ConfigError::Field { path: path.to_owned(), field, source }
+            ConfigError::Field {
+                path: path.to_owned(),
+                field,
+                source,
+            }
         }
     })?;
-    validate(&spec).map_err(|source| ConfigError::Invalid { path: path.to_owned(), source })?;
+    validate(&spec).map_err(|source| ConfigError::Invalid {
+        path: path.to_owned(),
+        source,
+    })?;
     Ok(spec)
 }
 
 /// Loads and validates `<bundle>/config.json`.
 pub fn load(bundle: &Path) -> Result<Spec, ConfigError> {
     let path = bundle.join("config.json");
-    let bytes =
-        std::fs::read(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+    let bytes = std::fs::read(&path).map_err(|source| ConfigError::Read {
+        path: path.clone(),
+        source,
+    })?;
     parse(&bytes, &path)
 }
 
@@ -89,7 +101,8 @@ mod tests {
 
     #[test]
     fn names_the_field_with_a_wrong_type() {
-        let e = err(r#"{"ociVersion":"1.2.0","process":{"cwd":"/","user":{"uid":"root","gid":0}}}"#);
+        let e =
+            err(r#"{"ociVersion":"1.2.0","process":{"cwd":"/","user":{"uid":"root","gid":0}}}"#);
         assert!(e.contains("`process.user.uid`"), "{e}");
     }
 
@@ -101,13 +114,15 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_tolerated() {
-        let json = r#"{"ociVersion":"1.2.0","root":{"path":"rootfs"},"futureThing":{"a":1}}"#;
+        let json = r#"{"ociVersion":"1.2.0","root":{"path":"rootfs"},"process":{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0},"future":1},"futureThing":{"a":1}}"#;
         parse(json.as_bytes(), Path::new("config.json")).unwrap();
     }
 
     #[test]
     fn unknown_namespace_type_names_its_index() {
-        let e = err(r#"{"ociVersion":"1.2.0","linux":{"namespaces":[{"type":"pid"},{"type":"bogus"}]}}"#);
+        let e = err(
+            r#"{"ociVersion":"1.2.0","linux":{"namespaces":[{"type":"pid"},{"type":"bogus"}]}}"#,
+        );
         assert!(e.contains("linux.namespaces[1].type"), "{e}");
     }
 }

@@ -15,13 +15,19 @@ pub struct Invalid {
 }
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Invalid {
-    Invalid { field: field.into(), reason: reason.into() }
+    Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
 }
 
 /// Checks `spec` against the rules hull relies on.
 pub fn validate(spec: &Spec) -> Result<(), Invalid> {
     if !spec.version().starts_with("1.") {
-        return Err(invalid("ociVersion", format!("unsupported version {:?}", spec.version())));
+        return Err(invalid(
+            "ociVersion",
+            format!("unsupported version {:?}", spec.version()),
+        ));
     }
     check_root(spec)?;
     check_process(spec)?;
@@ -50,16 +56,25 @@ fn check_process(spec: &Spec) -> Result<(), Invalid> {
     let mut seen = Vec::new();
     for (i, rl) in process.rlimits().iter().flatten().enumerate() {
         if rl.soft() > rl.hard() {
-            return Err(invalid(format!("process.rlimits[{i}]"), "soft limit exceeds hard limit"));
+            return Err(invalid(
+                format!("process.rlimits[{i}]"),
+                "soft limit exceeds hard limit",
+            ));
         }
         if seen.contains(&rl.typ()) {
-            return Err(invalid(format!("process.rlimits[{i}].type"), "duplicate rlimit type"));
+            return Err(invalid(
+                format!("process.rlimits[{i}].type"),
+                "duplicate rlimit type",
+            ));
         }
         seen.push(rl.typ());
     }
     for (i, var) in process.env().iter().flatten().enumerate() {
         if !var.contains('=') || var.contains('\0') {
-            return Err(invalid(format!("process.env[{i}]"), "must have the form NAME=value"));
+            return Err(invalid(
+                format!("process.env[{i}]"),
+                "must have the form NAME=value",
+            ));
         }
     }
     Ok(())
@@ -70,13 +85,23 @@ fn check_mounts(spec: &Spec) -> Result<(), Invalid> {
         if m.destination().as_os_str().is_empty() {
             return Err(invalid(format!("mounts[{i}].destination"), "is required"));
         }
-        let bind = m.options().iter().flatten().any(|o| o == "bind" || o == "rbind");
+        let bind = m
+            .options()
+            .iter()
+            .flatten()
+            .any(|o| o == "bind" || o == "rbind");
         let typ = m.typ().as_deref().unwrap_or("");
         if !bind && typ.is_empty() {
-            return Err(invalid(format!("mounts[{i}].type"), "is required unless the mount is a bind mount"));
+            return Err(invalid(
+                format!("mounts[{i}].type"),
+                "is required unless the mount is a bind mount",
+            ));
         }
         if bind && m.source().is_none() {
-            return Err(invalid(format!("mounts[{i}].source"), "a bind mount needs a source"));
+            return Err(invalid(
+                format!("mounts[{i}].source"),
+                "a bind mount needs a source",
+            ));
         }
     }
     Ok(())
@@ -87,62 +112,116 @@ pub(crate) type NamespaceSet = Vec<(LinuxNamespaceType, bool)>;
 
 fn check_namespaces(spec: &Spec) -> Result<NamespaceSet, Invalid> {
     let mut out: NamespaceSet = Vec::new();
-    let Some(linux) = spec.linux() else { return Ok(out) };
+    let Some(linux) = spec.linux() else {
+        return Ok(out);
+    };
     for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
         if out.iter().any(|(t, _)| *t == ns.typ()) {
-            return Err(invalid(format!("linux.namespaces[{i}].type"), "duplicate namespace type"));
+            return Err(invalid(
+                format!("linux.namespaces[{i}].type"),
+                "duplicate namespace type",
+            ));
         }
         if let Some(p) = ns.path() {
             if !p.is_absolute() {
-                return Err(invalid(format!("linux.namespaces[{i}].path"), "must be absolute"));
+                return Err(invalid(
+                    format!("linux.namespaces[{i}].path"),
+                    "must be absolute",
+                ));
             }
         }
         out.push((ns.typ(), ns.path().is_some()));
     }
     let has = |t| out.iter().any(|(x, _)| *x == t);
-    let new_user = out.iter().any(|(t, joined)| *t == LinuxNamespaceType::User && !joined);
+    let new_user = out
+        .iter()
+        .any(|(t, joined)| *t == LinuxNamespaceType::User && !joined);
     let maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
         || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
     if maps && !new_user {
-        return Err(invalid("linux.uidMappings", "id mappings need a new user namespace"));
+        return Err(invalid(
+            "linux.uidMappings",
+            "id mappings need a new user namespace",
+        ));
     }
     if new_user && !maps {
-        return Err(invalid("linux.uidMappings", "a new user namespace needs uid and gid mappings"));
+        return Err(invalid(
+            "linux.uidMappings",
+            "a new user namespace needs uid and gid mappings",
+        ));
     }
     if spec.hostname().is_some() && !has(LinuxNamespaceType::Uts) {
-        return Err(invalid("hostname", "setting a hostname needs a private UTS namespace"));
+        return Err(invalid(
+            "hostname",
+            "setting a hostname needs a private UTS namespace",
+        ));
     }
     if spec.domainname().is_some() && !has(LinuxNamespaceType::Uts) {
-        return Err(invalid("domainname", "setting a domainname needs a private UTS namespace"));
+        return Err(invalid(
+            "domainname",
+            "setting a domainname needs a private UTS namespace",
+        ));
     }
     if linux.time_offsets().is_some() && !has(LinuxNamespaceType::Time) {
-        return Err(invalid("linux.timeOffsets", "time offsets need a time namespace"));
+        return Err(invalid(
+            "linux.timeOffsets",
+            "time offsets need a time namespace",
+        ));
     }
     Ok(out)
 }
 
 fn check_linux(spec: &Spec, ns: &NamespaceSet) -> Result<(), Invalid> {
-    let Some(linux) = spec.linux() else { return Ok(()) };
+    let Some(linux) = spec.linux() else {
+        return Ok(());
+    };
     let has = |t| ns.iter().any(|(x, _)| *x == t);
     for key in linux.sysctl().iter().flat_map(|m| m.keys()) {
-        check_sysctl(key, has(LinuxNamespaceType::Ipc), has(LinuxNamespaceType::Network), has(LinuxNamespaceType::Uts))
-            .map_err(|reason| invalid(format!("linux.sysctl.{key}"), reason))?;
+        check_sysctl(
+            key,
+            has(LinuxNamespaceType::Ipc),
+            has(LinuxNamespaceType::Network),
+            has(LinuxNamespaceType::Uts),
+        )
+        .map_err(|reason| invalid(format!("linux.sysctl.{key}"), reason))?;
     }
     for (i, d) in linux.devices().iter().flatten().enumerate() {
         if !d.path().is_absolute() || !d.path().starts_with("/dev") {
-            return Err(invalid(format!("linux.devices[{i}].path"), "must be an absolute path under /dev"));
+            return Err(invalid(
+                format!("linux.devices[{i}].path"),
+                "must be an absolute path under /dev",
+            ));
         }
     }
-    for (name, paths) in [("maskedPaths", linux.masked_paths()), ("readonlyPaths", linux.readonly_paths())] {
+    for (name, paths) in [
+        ("maskedPaths", linux.masked_paths()),
+        ("readonlyPaths", linux.readonly_paths()),
+    ] {
         for (i, p) in paths.iter().flatten().enumerate() {
             if !Path::new(p).is_absolute() {
-                return Err(invalid(format!("linux.{name}[{i}]"), "must be an absolute path"));
+                return Err(invalid(
+                    format!("linux.{name}[{i}]"),
+                    "must be an absolute path",
+                ));
             }
         }
     }
     if let Some(p) = linux.rootfs_propagation() {
-        if !matches!(p.as_str(), "private" | "rprivate" | "slave" | "rslave" | "shared" | "rshared" | "unbindable" | "runbindable") {
-            return Err(invalid("linux.rootfsPropagation", format!("unknown propagation {p:?}")));
+        if !matches!(
+            p.as_str(),
+            "private"
+                | "rprivate"
+                | "slave"
+                | "rslave"
+                | "shared"
+                | "rshared"
+                | "unbindable"
+                | "runbindable"
+        ) {
+            return Err(invalid(
+                "linux.rootfsPropagation",
+                format!("unknown propagation {p:?}"),
+            ));
         }
     }
     Ok(())
@@ -151,8 +230,14 @@ fn check_linux(spec: &Spec, ns: &NamespaceSet) -> Result<(), Invalid> {
 /// runc's rule: a sysctl may only be set when it belongs to a namespace the container owns.
 fn check_sysctl(key: &str, ipc: bool, net: bool, uts: bool) -> Result<(), String> {
     const IPC: [&str; 8] = [
-        "kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
-        "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced",
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
     ];
     if key.contains("..") || key.contains('/') && key.contains('.') && key.starts_with('/') {
         return Err("malformed sysctl name".into());
@@ -190,25 +275,33 @@ mod tests {
 
     #[test]
     fn relative_cwd() {
-        let s = spec(r#"{"ociVersion":"1.2.0","root":{"path":"r"},"process":{"cwd":"tmp","args":["sh"],"user":{"uid":0,"gid":0}}}"#);
+        let s = spec(
+            r#"{"ociVersion":"1.2.0","root":{"path":"r"},"process":{"cwd":"tmp","args":["sh"],"user":{"uid":0,"gid":0}}}"#,
+        );
         assert_eq!(validate(&s).unwrap_err().field, "process.cwd");
     }
 
     #[test]
     fn hostname_without_uts() {
-        let s = spec(&format!(r#"{{{BASE},"hostname":"x","linux":{{"namespaces":[{{"type":"pid"}}]}}}}"#));
+        let s = spec(&format!(
+            r#"{{{BASE},"hostname":"x","linux":{{"namespaces":[{{"type":"pid"}}]}}}}"#
+        ));
         assert_eq!(validate(&s).unwrap_err().field, "hostname");
     }
 
     #[test]
     fn duplicate_namespace() {
-        let s = spec(&format!(r#"{{{BASE},"linux":{{"namespaces":[{{"type":"pid"}},{{"type":"pid"}}]}}}}"#));
+        let s = spec(&format!(
+            r#"{{{BASE},"linux":{{"namespaces":[{{"type":"pid"}},{{"type":"pid"}}]}}}}"#
+        ));
         assert_eq!(validate(&s).unwrap_err().field, "linux.namespaces[1].type");
     }
 
     #[test]
     fn user_namespace_needs_mappings() {
-        let s = spec(&format!(r#"{{{BASE},"linux":{{"namespaces":[{{"type":"user"}}]}}}}"#));
+        let s = spec(&format!(
+            r#"{{{BASE},"linux":{{"namespaces":[{{"type":"user"}}]}}}}"#
+        ));
         assert_eq!(validate(&s).unwrap_err().field, "linux.uidMappings");
     }
 
@@ -222,7 +315,9 @@ mod tests {
 
     #[test]
     fn rlimit_soft_above_hard() {
-        let s = spec(r#"{"ociVersion":"1.2.0","root":{"path":"r"},"process":{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0},"rlimits":[{"type":"RLIMIT_NOFILE","soft":10,"hard":5}]}}"#);
+        let s = spec(
+            r#"{"ociVersion":"1.2.0","root":{"path":"r"},"process":{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0},"rlimits":[{"type":"RLIMIT_NOFILE","soft":10,"hard":5}]}}"#,
+        );
         assert_eq!(validate(&s).unwrap_err().field, "process.rlimits[0]");
     }
 }

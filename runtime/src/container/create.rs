@@ -137,13 +137,17 @@ fn owner() -> String {
 
 /// Creates container `opts.id` under `root`.
 pub fn create(root: &Path, opts: &CreateOpts, mode: Mode) -> Result<Created, CreateError> {
-    let bundle = std::fs::canonicalize(&opts.bundle)
-        .map_err(|source| CreateError::Bundle { path: opts.bundle.clone(), source })?;
+    let bundle = std::fs::canonicalize(&opts.bundle).map_err(|source| CreateError::Bundle {
+        path: opts.bundle.clone(),
+        source,
+    })?;
     let spec = config::load(&bundle)?;
     let plan = namespaces::plan(&spec)?;
     let root_path = bundle.join(spec.root().as_ref().expect("validated").path());
-    let rootfs = std::fs::canonicalize(&root_path)
-        .map_err(|source| CreateError::Bundle { path: root_path.clone(), source })?;
+    let rootfs = std::fs::canonicalize(&root_path).map_err(|source| CreateError::Bundle {
+        path: root_path.clone(),
+        source,
+    })?;
     let linux = spec.linux().as_ref();
     let cgroup_path = cgroups::default_path(
         linux.and_then(|l| l.cgroups_path().as_deref()),
@@ -151,7 +155,12 @@ pub fn create(root: &Path, opts: &CreateOpts, mode: Mode) -> Result<Created, Cre
         opts.systemd_cgroup,
     );
     let dir = state::create_dir(root, &opts.id)?;
-    let mut rollback = Rollback { dir: Some(dir.clone()), cgroup: None, pidfd: None, pid: 0 };
+    let mut rollback = Rollback {
+        dir: Some(dir.clone()),
+        cgroup: None,
+        pidfd: None,
+        pid: 0,
+    };
     let mut container = Container {
         dir,
         record: Record {
@@ -164,7 +173,10 @@ pub fn create(root: &Path, opts: &CreateOpts, mode: Mode) -> Result<Created, Cre
             created: timefmt::rfc3339_nano(SystemTime::now()),
             annotations: spec.annotations().clone().unwrap_or_default(),
             owner: owner(),
-            cgroup: CgroupRecord { path: cgroup_path, systemd: opts.systemd_cgroup },
+            cgroup: CgroupRecord {
+                path: cgroup_path,
+                systemd: opts.systemd_cgroup,
+            },
             own_pid_ns: plan.new_pid,
             creating: true,
         },
@@ -173,13 +185,20 @@ pub fn create(root: &Path, opts: &CreateOpts, mode: Mode) -> Result<Created, Cre
     rollback.cgroup = Some(Cgroup::open(&container.record.cgroup, &opts.id)?);
     let fifo = (mode == Mode::Create).then(|| container.fifo());
     if let Some(path) = &fifo {
-        nix::unistd::mkfifo(path, FileMode::from_bits_truncate(0o622))
-            .map_err(|e| CreateError::Fifo { path: path.clone(), source: e.into() })?;
+        nix::unistd::mkfifo(path, FileMode::from_bits_truncate(0o622)).map_err(|e| {
+            CreateError::Fifo {
+                path: path.clone(),
+                source: e.into(),
+            }
+        })?;
     }
     let console = match &opts.console_socket {
-        Some(path) => Some(OwnedFd::from(UnixStream::connect(path).map_err(|source| {
-            CreateError::ConsoleSocket { path: path.clone(), source }
-        })?)),
+        Some(path) => Some(OwnedFd::from(UnixStream::connect(path).map_err(
+            |source| CreateError::ConsoleSocket {
+                path: path.clone(),
+                source,
+            },
+        )?)),
         None => None,
     };
     let joins = namespaces::open_joins(&plan)?;
@@ -201,16 +220,22 @@ pub fn create(root: &Path, opts: &CreateOpts, mode: Mode) -> Result<Created, Cre
         preserve_fds: opts.preserve_fds,
         id: &opts.id,
     };
-    let (pid, pidfd) = match sys::clone_process(plan.clone_flags, None).map_err(CreateError::Clone)? {
-        sys::Forked::Child => init::run(&cfg),
-        sys::Forked::Parent { pid, pidfd } => (pid, pidfd),
-    };
+    let (pid, pidfd) =
+        match sys::clone_process(plan.clone_flags, None).map_err(CreateError::Clone)? {
+            sys::Forked::Child => init::run(&cfg),
+            sys::Forked::Parent { pid, pidfd } => (pid, pidfd),
+        };
     drop(init_end);
     drop(console);
     drop(joins);
     rollback.pid = pid;
     rollback.pidfd = Some(pidfd);
-    prepare_init(pid, &spec, plan.new_user, rollback.cgroup.as_ref().expect("set above"))?;
+    prepare_init(
+        pid,
+        &spec,
+        plan.new_user,
+        rollback.cgroup.as_ref().expect("set above"),
+    )?;
     parent_end.send(&Msg::Go)?;
     match parent_end.recv()? {
         Some(Msg::Ready) => {}
@@ -228,7 +253,12 @@ pub fn create(root: &Path, opts: &CreateOpts, mode: Mode) -> Result<Created, Cre
     let pidfd = rollback.pidfd.take().expect("set above");
     rollback.dir = None;
     rollback.cgroup = None;
-    Ok(Created { container, pidfd, channel: parent_end, spec })
+    Ok(Created {
+        container,
+        pidfd,
+        channel: parent_end,
+        spec,
+    })
 }
 
 /// The parent's part of setup, while the init waits for `Go`.
@@ -236,8 +266,16 @@ fn prepare_init(pid: i32, spec: &Spec, new_user: bool, cgroup: &Cgroup) -> Resul
     let linux = spec.linux().as_ref();
     if new_user {
         let l = linux.expect("validated: mappings exist");
-        write_proc(pid, "uid_map", &id_map(l.uid_mappings().as_deref().unwrap_or_default()))?;
-        write_proc(pid, "gid_map", &id_map(l.gid_mappings().as_deref().unwrap_or_default()))?;
+        write_proc(
+            pid,
+            "uid_map",
+            &id_map(l.uid_mappings().as_deref().unwrap_or_default()),
+        )?;
+        write_proc(
+            pid,
+            "gid_map",
+            &id_map(l.gid_mappings().as_deref().unwrap_or_default()),
+        )?;
     }
     cgroup.add(pid)?;
     if let Some(resources) = linux.and_then(|l| l.resources().as_ref()) {
@@ -262,10 +300,15 @@ fn write_proc(pid: i32, file: &str, text: &str) -> Result<(), CreateError> {
 
 /// Writes the pid file atomically, as containerd expects to read it whole.
 fn write_pid_file(path: &Path, pid: i32) -> Result<(), CreateError> {
-    let err = |source| CreateError::PidFile { path: path.to_owned(), source };
+    let err = |source| CreateError::PidFile {
+        path: path.to_owned(),
+        source,
+    };
     let tmp = path.with_file_name(format!(
         ".{}.tmp",
-        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
     ));
     std::fs::write(&tmp, pid.to_string()).map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)

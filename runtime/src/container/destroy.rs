@@ -37,7 +37,10 @@ pub fn kill(c: &Container, sig: i32, all: bool) -> Result<(), DestroyError> {
         let cg = Cgroup::open(&r.cgroup, &r.id)?;
         for pid in cg.pids()? {
             // Processes may exit while we walk the list.
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::try_from(sig).ok());
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::try_from(sig).ok(),
+            );
         }
         return Ok(());
     }
@@ -53,14 +56,19 @@ pub fn kill(c: &Container, sig: i32, all: bool) -> Result<(), DestroyError> {
 /// Waits until the init has exited (it is not our child, so poll its pidfd).
 fn wait_gone(c: &Container, secs: u64) -> Result<(), DestroyError> {
     let r = &c.record;
-    let Ok(pidfd) = sys::pidfd_open(r.pid) else { return Ok(()) };
+    let Ok(pidfd) = sys::pidfd_open(r.pid) else {
+        return Ok(());
+    };
     if !procinfo::alive(r.pid, r.pid_start) {
         return Ok(());
     }
     let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
     let ms = u16::try_from(secs * 1000).unwrap_or(u16::MAX);
     match poll(&mut fds, PollTimeout::from(ms)) {
-        Ok(0) => Err(DestroyError::Timeout { id: r.id.clone(), secs }),
+        Ok(0) => Err(DestroyError::Timeout {
+            id: r.id.clone(),
+            secs,
+        }),
         _ => Ok(()),
     }
 }

@@ -27,7 +27,14 @@ pub enum WaitError {
 /// Every signal hull forwards or waits for.
 fn forwarded() -> SigSet {
     let mut set = SigSet::all();
-    for s in [Signal::SIGKILL, Signal::SIGSTOP, Signal::SIGSEGV, Signal::SIGBUS, Signal::SIGILL, Signal::SIGFPE] {
+    for s in [
+        Signal::SIGKILL,
+        Signal::SIGSTOP,
+        Signal::SIGSEGV,
+        Signal::SIGBUS,
+        Signal::SIGILL,
+        Signal::SIGFPE,
+    ] {
         set.remove(s);
     }
     set
@@ -42,12 +49,15 @@ pub fn block_signals() -> Result<(), WaitError> {
 /// Forwards signals to the init until it exits; returns its exit status the way a shell
 /// reports it (code, or 128 + signal number).
 pub fn wait_for_exit(pid: i32, pidfd: &OwnedFd) -> Result<i32, WaitError> {
-    let sfd = SignalFd::with_flags(&forwarded(), SfdFlags::SFD_CLOEXEC).map_err(WaitError::SignalFd)?;
+    let sfd =
+        SignalFd::with_flags(&forwarded(), SfdFlags::SFD_CLOEXEC).map_err(WaitError::SignalFd)?;
     loop {
         if let Some(code) = reap(pid)? {
             return Ok(code);
         }
-        let Some(info) = sfd.read_signal().map_err(WaitError::SignalFd)? else { continue };
+        let Some(info) = sfd.read_signal().map_err(WaitError::SignalFd)? else {
+            continue;
+        };
         let signo = info.ssi_signo as i32;
         if signo != libc::SIGCHLD {
             // The container may already be gone; a failed forward changes nothing.

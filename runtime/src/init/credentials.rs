@@ -51,8 +51,12 @@ pub enum CredError {
 /// Applies `process.rlimits`. Done while still privileged, so hard limits may be raised.
 pub fn set_rlimits(rlimits: &[PosixRlimit]) -> Result<(), CredError> {
     for rl in rlimits {
-        sys::set_rlimit(rlimit_number(rl.typ()), rl.soft(), rl.hard())
-            .map_err(|source| CredError::Rlimit { name: rl.typ().to_string(), source })?;
+        sys::set_rlimit(rlimit_number(rl.typ()), rl.soft(), rl.hard()).map_err(|source| {
+            CredError::Rlimit {
+                name: rl.typ().to_string(),
+                source,
+            }
+        })?;
     }
     Ok(())
 }
@@ -83,7 +87,9 @@ fn to_caps(set: &Option<HashSet<Capability>>) -> Result<CapsHashSet, CredError> 
     let mut out = CapsHashSet::new();
     for c in set.iter().flatten() {
         let name = format!("CAP_{c}");
-        let cap: Cap = name.parse().map_err(|_| CredError::UnknownCap { name: name.clone() })?;
+        let cap: Cap = name
+            .parse()
+            .map_err(|_| CredError::UnknownCap { name: name.clone() })?;
         out.insert(cap);
     }
     Ok(out)
@@ -95,8 +101,10 @@ pub fn drop_bounding(c: Option<&LinuxCapabilities>) -> Result<(), CredError> {
     let keep = to_caps(&c.and_then(|c| c.bounding().clone()))?;
     for cap in caps::runtime::thread_all_supported() {
         if !keep.contains(&cap) {
-            caps::drop(None, CapSet::Bounding, cap)
-                .map_err(|source| CredError::Caps { set: "bounding", source })?;
+            caps::drop(None, CapSet::Bounding, cap).map_err(|source| CredError::Caps {
+                set: "bounding",
+                source,
+            })?;
         }
     }
     Ok(())
@@ -111,11 +119,18 @@ pub fn set_user(process: &Process) -> Result<(), CredError> {
         gids.insert(0, gid);
     }
     sys::set_keepcaps(true).map_err(|source| CredError::Uid { uid, source })?;
-    sys::set_groups(&gids).map_err(|source| CredError::Groups { gids: gids.clone(), source })?;
-    nix::unistd::setresgid(gid.into(), gid.into(), gid.into())
-        .map_err(|e| CredError::Gid { gid, source: e.into() })?;
-    nix::unistd::setresuid(uid.into(), uid.into(), uid.into())
-        .map_err(|e| CredError::Uid { uid, source: e.into() })?;
+    sys::set_groups(&gids).map_err(|source| CredError::Groups {
+        gids: gids.clone(),
+        source,
+    })?;
+    nix::unistd::setresgid(gid.into(), gid.into(), gid.into()).map_err(|e| CredError::Gid {
+        gid,
+        source: e.into(),
+    })?;
+    nix::unistd::setresuid(uid.into(), uid.into(), uid.into()).map_err(|e| CredError::Uid {
+        uid,
+        source: e.into(),
+    })?;
     sys::set_keepcaps(false).map_err(|source| CredError::Uid { uid, source })
 }
 
@@ -126,8 +141,12 @@ pub fn set_caps(c: Option<&LinuxCapabilities>) -> Result<(), CredError> {
     };
     let err = |set| move |source| CredError::Caps { set, source };
     let ambient = get(LinuxCapabilities::ambient)?;
-    caps::set(None, CapSet::Inheritable, &get(LinuxCapabilities::inheritable)?)
-        .map_err(err("inheritable"))?;
+    caps::set(
+        None,
+        CapSet::Inheritable,
+        &get(LinuxCapabilities::inheritable)?,
+    )
+    .map_err(err("inheritable"))?;
     // Effective must stay within permitted: shrink permitted last.
     caps::set(None, CapSet::Effective, &get(LinuxCapabilities::effective)?)
         .map_err(err("effective"))?;
@@ -170,8 +189,17 @@ mod tests {
 
     #[test]
     fn rlimit_numbers_match_libc() {
-        assert_eq!(rlimit_number(PosixRlimitType::RlimitNofile), libc::RLIMIT_NOFILE);
-        assert_eq!(rlimit_number(PosixRlimitType::RlimitRttime), libc::RLIMIT_RTTIME);
-        assert_eq!(rlimit_number(PosixRlimitType::RlimitNproc), libc::RLIMIT_NPROC);
+        assert_eq!(
+            rlimit_number(PosixRlimitType::RlimitNofile),
+            libc::RLIMIT_NOFILE
+        );
+        assert_eq!(
+            rlimit_number(PosixRlimitType::RlimitRttime),
+            libc::RLIMIT_RTTIME
+        );
+        assert_eq!(
+            rlimit_number(PosixRlimitType::RlimitNproc),
+            libc::RLIMIT_NPROC
+        );
     }
 }

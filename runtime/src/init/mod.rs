@@ -103,12 +103,21 @@ pub fn run(cfg: &InitConfig) -> ! {
         },
         Err(e) => e,
     };
-    let msg = Msg::Error { errno: err.errno(), message: chain(&err) };
+    let msg = Msg::Error {
+        errno: err.errno(),
+        message: chain(&err),
+    };
     if cfg.channel.send(&msg).is_err() {
         // The parent is gone (a `create` whose `start` came later): stderr is all we have.
         eprintln!("hull init: {}", chain(&err));
     }
-    sys::exit_now(if matches!(err, InitError::Program(program::ProgramError::Exec { .. })) { 127 } else { 1 })
+    sys::exit_now(
+        if matches!(err, InitError::Program(program::ProgramError::Exec { .. })) {
+            127
+        } else {
+            1
+        },
+    )
 }
 
 /// What `setup` leaves for the final step.
@@ -126,10 +135,15 @@ fn setup(cfg: &InitConfig) -> Result<Ready, InitError> {
         _ => return Err(InitError::Aborted),
     }
     namespaces::join(cfg.joins)?;
-    let joined_user = cfg.joins.iter().any(|(t, _, _)| *t == LinuxNamespaceType::User);
+    let joined_user = cfg
+        .joins
+        .iter()
+        .any(|(t, _, _)| *t == LinuxNamespaceType::User);
     if cfg.ns.new_user || joined_user {
-        nix::unistd::setresgid(0.into(), 0.into(), 0.into()).map_err(|e| InitError::UserRoot(e.into()))?;
-        nix::unistd::setresuid(0.into(), 0.into(), 0.into()).map_err(|e| InitError::UserRoot(e.into()))?;
+        nix::unistd::setresgid(0.into(), 0.into(), 0.into())
+            .map_err(|e| InitError::UserRoot(e.into()))?;
+        nix::unistd::setresuid(0.into(), 0.into(), 0.into())
+            .map_err(|e| InitError::UserRoot(e.into()))?;
     }
     namespaces::unshare_late(cfg.ns)?;
     if cfg.ns.new_time {
@@ -143,7 +157,11 @@ fn setup(cfg: &InitConfig) -> Result<Ready, InitError> {
         Some(path) => Some(open_fifo(path)?),
         None => None,
     };
-    let process = cfg.spec.process().as_ref().expect("validated: process is present");
+    let process = cfg
+        .spec
+        .process()
+        .as_ref()
+        .expect("validated: process is present");
     let plan = rootfs::RootfsPlan {
         rootfs: cfg.rootfs,
         bundle: cfg.bundle,
@@ -174,10 +192,11 @@ fn exec(cfg: &InitConfig, ready: Ready) -> Result<std::convert::Infallible, Init
     match ready.fifo {
         Some(mut fifo) => {
             let mut byte = [0u8; 1];
-            fifo.read_exact(&mut byte).map_err(|source| InitError::Fifo {
-                path: cfg.fifo.unwrap_or(Path::new("")).to_owned(),
-                source,
-            })?;
+            fifo.read_exact(&mut byte)
+                .map_err(|source| InitError::Fifo {
+                    path: cfg.fifo.unwrap_or(Path::new("")).to_owned(),
+                    source,
+                })?;
         }
         None => match cfg.channel.recv()? {
             Some(Msg::Start) => {}
@@ -194,7 +213,10 @@ fn open_fifo(path: &Path) -> Result<File, InitError> {
         .read(true)
         .write(true)
         .open(path)
-        .map_err(|source| InitError::Fifo { path: path.to_owned(), source })
+        .map_err(|source| InitError::Fifo {
+            path: path.to_owned(),
+            source,
+        })
 }
 
 fn set_names(spec: &Spec) -> Result<(), InitError> {
@@ -231,7 +253,10 @@ fn set_sysctls(spec: &Spec) -> Result<(), InitError> {
         source,
     })?;
     for (key, value) in sysctls {
-        let err = |source| InitError::Sysctl { key: key.clone(), source };
+        let err = |source| InitError::Sysctl {
+            key: key.clone(),
+            source,
+        };
         let path = Path::new("/proc/sys").join(key.replace('.', "/"));
         let fd = root.open_in(&path, libc::O_WRONLY).map_err(err)?;
         const PROC_SUPER_MAGIC: i64 = 0x9fa0;

@@ -70,7 +70,11 @@ fn flag(t: LinuxNamespaceType) -> u64 {
 /// Works out the namespace plan for `spec`.
 pub fn plan(spec: &Spec) -> Result<NsPlan, NsError> {
     let mut p = NsPlan::default();
-    let list = spec.linux().as_ref().and_then(|l| l.namespaces().clone()).unwrap_or_default();
+    let list = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().clone())
+        .unwrap_or_default();
     for ns in &list {
         let t = ns.typ();
         match (ns.path(), t) {
@@ -93,7 +97,9 @@ pub fn plan(spec: &Spec) -> Result<NsPlan, NsError> {
     }
     if p.new_user {
         if let Some((t, _)) = p.join.first() {
-            return Err(NsError::UserWithJoin { kind: t.to_string() });
+            return Err(NsError::UserWithJoin {
+                kind: t.to_string(),
+            });
         }
     }
     Ok(p)
@@ -106,7 +112,11 @@ pub fn open_joins(p: &NsPlan) -> Result<Vec<(LinuxNamespaceType, PathBuf, File)>
         .map(|(t, path)| {
             File::open(path)
                 .map(|f| (*t, path.clone(), f))
-                .map_err(|source| NsError::Open { kind: t.to_string(), path: path.clone(), source })
+                .map_err(|source| NsError::Open {
+                    kind: t.to_string(),
+                    path: path.clone(),
+                    source,
+                })
         })
         .collect()
 }
@@ -142,12 +152,16 @@ pub fn join_pid_for_children(path: &PathBuf) -> Result<(), NsError> {
 /// that take effect at execve (time).
 pub fn unshare_late(p: &NsPlan) -> Result<(), NsError> {
     if p.new_cgroup {
-        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
-            .map_err(|e| NsError::Unshare { kind: "cgroup", source: e.into() })?;
+        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|e| NsError::Unshare {
+            kind: "cgroup",
+            source: e.into(),
+        })?;
     }
     if p.new_time {
-        nix::sched::unshare(CloneFlags::from_bits_retain(0x80))
-            .map_err(|e| NsError::Unshare { kind: "time", source: e.into() })?;
+        nix::sched::unshare(CloneFlags::from_bits_retain(0x80)).map_err(|e| NsError::Unshare {
+            kind: "time",
+            source: e.into(),
+        })?;
     }
     Ok(())
 }
@@ -164,25 +178,36 @@ mod tests {
     #[test]
     fn plans_new_and_joined() {
         let p = plan(&spec(r#"[{"type":"mount"},{"type":"pid"},{"type":"cgroup"},{"type":"network","path":"/proc/1/ns/net"}]"#)).unwrap();
-        assert_eq!(p.clone_flags, (libc::CLONE_NEWNS | libc::CLONE_NEWPID) as u64);
+        assert_eq!(
+            p.clone_flags,
+            (libc::CLONE_NEWNS | libc::CLONE_NEWPID) as u64
+        );
         assert!(p.new_cgroup && p.new_pid && !p.new_user);
         assert_eq!(p.join.len(), 1);
     }
 
     #[test]
     fn user_joined_first() {
-        let p = plan(&spec(r#"[{"type":"mount"},{"type":"ipc","path":"/a"},{"type":"user","path":"/b"}]"#)).unwrap();
+        let p = plan(&spec(
+            r#"[{"type":"mount"},{"type":"ipc","path":"/a"},{"type":"user","path":"/b"}]"#,
+        ))
+        .unwrap();
         assert_eq!(p.join[0].0, LinuxNamespaceType::User);
     }
 
     #[test]
     fn mount_namespace_required() {
-        assert!(matches!(plan(&spec(r#"[{"type":"pid"}]"#)), Err(NsError::NoMountNs)));
+        assert!(matches!(
+            plan(&spec(r#"[{"type":"pid"}]"#)),
+            Err(NsError::NoMountNs)
+        ));
     }
 
     #[test]
     fn new_user_with_join_is_refused() {
-        let r = plan(&spec(r#"[{"type":"mount"},{"type":"user"},{"type":"network","path":"/x"}]"#));
+        let r = plan(&spec(
+            r#"[{"type":"mount"},{"type":"user"},{"type":"network","path":"/x"}]"#,
+        ));
         assert!(matches!(r, Err(NsError::UserWithJoin { .. })));
     }
 }

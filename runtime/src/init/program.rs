@@ -52,7 +52,10 @@ pub struct Program {
 }
 
 fn check_exec(path: &Path) -> Result<(), ProgramError> {
-    let err = |source| ProgramError::NotExecutable { path: path.to_owned(), source };
+    let err = |source| ProgramError::NotExecutable {
+        path: path.to_owned(),
+        source,
+    };
     let meta = std::fs::metadata(path).map_err(err)?;
     if meta.is_dir() {
         return Err(err(io::Error::from_raw_os_error(libc::EISDIR)));
@@ -77,19 +80,25 @@ fn look_path(name: &str, path_var: &str) -> Result<PathBuf, ProgramError> {
             return Ok(candidate);
         }
     }
-    Err(ProgramError::NotFound { name: name.to_owned() })
+    Err(ProgramError::NotFound {
+        name: name.to_owned(),
+    })
 }
 
 fn cstrings(v: &[String]) -> Result<Vec<CString>, ProgramError> {
-    v.iter().map(|s| CString::new(s.as_bytes()).map_err(|_| ProgramError::Nul)).collect()
+    v.iter()
+        .map(|s| CString::new(s.as_bytes()).map_err(|_| ProgramError::Nul))
+        .collect()
 }
 
 impl Program {
     /// Changes to process.cwd and resolves the executable, as the container's user.
     pub fn resolve(process: &Process) -> Result<Self, ProgramError> {
         let cwd = process.cwd();
-        nix::unistd::chdir(cwd.as_path())
-            .map_err(|e| ProgramError::Cwd { path: cwd.clone(), source: e.into() })?;
+        nix::unistd::chdir(cwd.as_path()).map_err(|e| ProgramError::Cwd {
+            path: cwd.clone(),
+            source: e.into(),
+        })?;
         let args = process.args().clone().unwrap_or_default();
         let env = process.env().clone().unwrap_or_default();
         let path_var = env
@@ -97,7 +106,11 @@ impl Program {
             .find_map(|e| e.strip_prefix("PATH="))
             .unwrap_or(DEFAULT_PATH);
         let path = look_path(&args[0], path_var)?;
-        Ok(Self { path, args: cstrings(&args)?, env: cstrings(&env)? })
+        Ok(Self {
+            path,
+            args: cstrings(&args)?,
+            env: cstrings(&env)?,
+        })
     }
 
     /// Closes hull's descriptors (keeping stdio and `preserve` inherited ones), resets
@@ -110,7 +123,10 @@ impl Program {
         sys::reset_signals().map_err(ProgramError::Signals)?;
         let path = CString::new(self.path.as_os_str().as_bytes()).map_err(|_| ProgramError::Nul)?;
         let e = nix::unistd::execve(&path, &self.args, &self.env).unwrap_err();
-        Err(ProgramError::Exec { path: self.path.clone(), source: e.into() })
+        Err(ProgramError::Exec {
+            path: self.path.clone(),
+            source: e.into(),
+        })
     }
 }
 
@@ -120,8 +136,17 @@ mod tests {
 
     #[test]
     fn finds_on_path() {
-        assert_eq!(look_path("sh", "/nonexistent:/bin").unwrap(), PathBuf::from("/bin/sh"));
-        assert!(matches!(look_path("no-such-prog-x", "/bin"), Err(ProgramError::NotFound { .. })));
-        assert!(matches!(look_path("/etc/passwd", "/bin"), Err(ProgramError::NotExecutable { .. })));
+        assert_eq!(
+            look_path("sh", "/nonexistent:/bin").unwrap(),
+            PathBuf::from("/bin/sh")
+        );
+        assert!(matches!(
+            look_path("no-such-prog-x", "/bin"),
+            Err(ProgramError::NotFound { .. })
+        ));
+        assert!(matches!(
+            look_path("/etc/passwd", "/bin"),
+            Err(ProgramError::NotExecutable { .. })
+        ));
     }
 }

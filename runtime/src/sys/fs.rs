@@ -64,7 +64,12 @@ pub fn cloexec_from(first: u32) -> io::Result<()> {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only changes fd flags; it frees no
     // memory and invalidates no descriptor that Rust code holds.
     let ret = unsafe {
-        libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC)
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
     };
     check(ret).map(drop)
 }
@@ -109,7 +114,11 @@ pub fn pty_peer(master: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     // SAFETY: TIOCGPTPEER takes open(2) flags by value and returns a new fd; no memory is
     // passed to the kernel.
     let fd = unsafe {
-        libc::ioctl(master.as_raw_fd(), TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC)
+        libc::ioctl(
+            master.as_raw_fd(),
+            TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
     };
     check(fd.into())?;
     // SAFETY: the kernel returned a fresh fd that nothing else owns.

@@ -19,7 +19,8 @@ use std::path::Path;
 
 /// Converts a path to a C string, rejecting interior NULs with `EINVAL`.
 pub fn cstr(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
 /// Converts a raw syscall return value into an `io::Result`.

@@ -157,9 +157,11 @@ impl FsContext {
                 Some(&CString::new(k).map_err(inval)?),
                 Some(&CString::new(v).map_err(inval)?),
             ),
-            None => {
-                self.config(FSCONFIG_SET_FLAG, Some(&CString::new(option).map_err(inval)?), None)
-            }
+            None => self.config(
+                FSCONFIG_SET_FLAG,
+                Some(&CString::new(option).map_err(inval)?),
+                None,
+            ),
         }
     }
 
@@ -176,7 +178,12 @@ impl FsContext {
         const FSMOUNT_CLOEXEC: u32 = 1;
         // SAFETY: fsmount takes the context fd and integer flags; it returns a new fd.
         owned(unsafe {
-            libc::syscall(libc::SYS_fsmount, self.fd.as_raw_fd(), FSMOUNT_CLOEXEC, attrs)
+            libc::syscall(
+                libc::SYS_fsmount,
+                self.fd.as_raw_fd(),
+                FSMOUNT_CLOEXEC,
+                attrs,
+            )
         })
     }
 }
@@ -192,8 +199,7 @@ pub fn mknod_at(dir: BorrowedFd<'_>, name: &Path, mode: u32, dev: u64) -> io::Re
 /// fchownat(2) of `fd` itself (AT_EMPTY_PATH).
 pub fn fchown_fd(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> io::Result<()> {
     // SAFETY: the empty path with AT_EMPTY_PATH designates `fd`; the ids are integers.
-    let ret = unsafe {
-        libc::fchownat(fd.as_raw_fd(), c"".as_ptr(), uid, gid, libc::AT_EMPTY_PATH)
-    };
+    let ret =
+        unsafe { libc::fchownat(fd.as_raw_fd(), c"".as_ptr(), uid, gid, libc::AT_EMPTY_PATH) };
     check(ret.into()).map(drop)
 }

@@ -45,7 +45,11 @@ pub fn clone_process(flags: u64, cgroup: Option<BorrowedFd<'_>>) -> io::Result<F
     // a NULL stack the child gets a private copy of our memory, like fork(2), and we
     // checked above that no other thread exists whose locks the child could inherit.
     let ret = unsafe {
-        libc::syscall(libc::SYS_clone3, args.as_mut_ptr(), std::mem::size_of_val(&args))
+        libc::syscall(
+            libc::SYS_clone3,
+            args.as_mut_ptr(),
+            std::mem::size_of_val(&args),
+        )
     };
     match check(ret)? {
         0 => Ok(Forked::Child),
@@ -96,7 +100,10 @@ pub fn set_domainname(name: &str) -> io::Result<()> {
 
 /// setrlimit(2) for a raw resource number, as found in config.json.
 pub fn set_rlimit(resource: u32, soft: u64, hard: u64) -> io::Result<()> {
-    let lim = libc::rlimit { rlim_cur: soft, rlim_max: hard };
+    let lim = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
     // SAFETY: `lim` is a valid rlimit that outlives the call; an unknown resource number
     // fails with EINVAL.
     let ret = unsafe { libc::setrlimit(resource as libc::__rlimit_resource_t, &lim) };
@@ -156,8 +163,12 @@ pub fn reset_signals() -> io::Result<()> {
         unsafe { libc::signal(sig, libc::SIG_DFL) };
     }
     let empty = nix::sys::signal::SigSet::empty();
-    nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&empty), None)
-        .map_err(io::Error::from)
+    nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&empty),
+        None,
+    )
+    .map_err(io::Error::from)
 }
 
 /// keyctl(KEYCTL_JOIN_SESSION_KEYRING, name): a fresh session keyring, so containers do

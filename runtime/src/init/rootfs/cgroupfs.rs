@@ -26,8 +26,9 @@ pub struct Hierarchy {
 /// Mounts the cgroup filesystem at `dest`.
 pub fn mount(root: &Root, dest: &Path, opts: &MountOptions, new_ns: bool) -> io::Result<()> {
     let target = root.mkdir_all(dest)?;
-    let unified = sys::fs_magic(sys::open_path(Path::new("/sys/fs/cgroup"), libc::O_PATH)?.as_fd())?
-        == libc::CGROUP2_SUPER_MAGIC;
+    let unified =
+        sys::fs_magic(sys::open_path(Path::new("/sys/fs/cgroup"), libc::O_PATH)?.as_fd())?
+            == libc::CGROUP2_SUPER_MAGIC;
     let own = own_cgroups()?;
     if unified {
         let tree = if new_ns {
@@ -44,15 +45,23 @@ pub fn mount(root: &Root, dest: &Path, opts: &MountOptions, new_ns: bool) -> io:
     let tmpfs = new_fs("tmpfs", "tmpfs", &tmpfs_opts)?;
     sys::move_mount_fd(tmpfs.as_fd(), target.as_fd())?;
     for h in v1_hierarchies()? {
-        let Some(name) = h.mount_point.file_name() else { continue };
+        let Some(name) = h.mount_point.file_name() else {
+            continue;
+        };
         let sub = root.mkdir_all(&dest.join(name))?;
         let tree = if new_ns {
-            let fs_opts = MountOptions { data: h.options.clone(), ..opts.clone() };
+            let fs_opts = MountOptions {
+                data: h.options.clone(),
+                ..opts.clone()
+            };
             new_fs("cgroup", "cgroup", &fs_opts)?
         } else {
             let key = h.options.join(",");
             let rel = own.get(&key).cloned().unwrap_or_default();
-            bind_tree(&h.mount_point.join(rel.strip_prefix("/").unwrap_or(&rel)), opts)?
+            bind_tree(
+                &h.mount_point.join(rel.strip_prefix("/").unwrap_or(&rel)),
+                opts,
+            )?
         };
         sys::move_mount_fd(tree.as_fd(), sub.as_fd())?;
     }
@@ -67,19 +76,25 @@ fn bind_tree(path: &Path, opts: &MountOptions) -> io::Result<std::os::fd::OwnedF
 
 /// The v1 hierarchies of the host, from /proc/self/mountinfo.
 pub fn v1_hierarchies() -> io::Result<Vec<Hierarchy>> {
-    Ok(parse_hierarchies(&std::fs::read_to_string("/proc/self/mountinfo")?))
+    Ok(parse_hierarchies(&std::fs::read_to_string(
+        "/proc/self/mountinfo",
+    )?))
 }
 
 fn parse_hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
     let mut out = Vec::new();
     for line in mountinfo.lines() {
-        let Some((left, right)) = line.split_once(" - ") else { continue };
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
         let mut r = right.split(' ');
         if r.next() != Some("cgroup") {
             continue;
         }
         let super_opts = r.nth(1).unwrap_or("");
-        let Some(mount_point) = left.split(' ').nth(4) else { continue };
+        let Some(mount_point) = left.split(' ').nth(4) else {
+            continue;
+        };
         if !mount_point.starts_with("/sys/fs/cgroup/") {
             continue;
         }
@@ -89,7 +104,10 @@ fn parse_hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
             .filter(|o| !o.starts_with("clone_children") && !o.starts_with("xattr"))
             .map(str::to_owned)
             .collect();
-        out.push(Hierarchy { mount_point: PathBuf::from(mount_point), options });
+        out.push(Hierarchy {
+            mount_point: PathBuf::from(mount_point),
+            options,
+        });
     }
     out
 }

@@ -27,18 +27,25 @@ pub struct Node {
 
 /// The devices every container gets (runtime-spec "Default Devices").
 pub fn defaults() -> Vec<Node> {
-    [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)]
-        .into_iter()
-        .map(|(name, major, minor)| Node {
-            path: Path::new("/dev").join(name),
-            kind: libc::S_IFCHR,
-            major,
-            minor,
-            mode: 0o666,
-            uid: 0,
-            gid: 0,
-        })
-        .collect()
+    [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ]
+    .into_iter()
+    .map(|(name, major, minor)| Node {
+        path: Path::new("/dev").join(name),
+        kind: libc::S_IFCHR,
+        major,
+        minor,
+        mode: 0o666,
+        uid: 0,
+        gid: 0,
+    })
+    .collect()
 }
 
 /// Converts a config.json device.
@@ -79,16 +86,40 @@ pub fn create(root: &Root, node: &Node, bind: bool) -> io::Result<()> {
     }
     let parent_path = node.path.parent().unwrap_or(Path::new("/dev"));
     let parent = root.mkdir_all(parent_path)?;
-    let name = node.path.file_name().ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
-    match nix::unistd::unlinkat(Some(parent.as_raw_fd()), name, nix::unistd::UnlinkatFlags::NoRemoveDir) {
+    let name = node
+        .path
+        .file_name()
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    match nix::unistd::unlinkat(
+        Some(parent.as_raw_fd()),
+        name,
+        nix::unistd::UnlinkatFlags::NoRemoveDir,
+    ) {
         Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
         Err(e) => return Err(e.into()),
     }
     let dev = libc::makedev(node.major as u32, node.minor as u32);
     sys::mknod_at(parent.as_fd(), Path::new(name), node.kind | node.mode, dev)?;
-    fchmodat(Some(parent.as_raw_fd()), name, Mode::from_bits_truncate(node.mode), FchmodatFlags::NoFollowSymlink)
-        .or_else(|e| if e == nix::errno::Errno::EOPNOTSUPP { Ok(()) } else { Err(e) })?;
-    let fd = sys::openat2(parent.as_fd(), Path::new(name), libc::O_PATH | libc::O_NOFOLLOW, 0, sys::RESOLVE_BENEATH)?;
+    fchmodat(
+        Some(parent.as_raw_fd()),
+        name,
+        Mode::from_bits_truncate(node.mode),
+        FchmodatFlags::NoFollowSymlink,
+    )
+    .or_else(|e| {
+        if e == nix::errno::Errno::EOPNOTSUPP {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    })?;
+    let fd = sys::openat2(
+        parent.as_fd(),
+        Path::new(name),
+        libc::O_PATH | libc::O_NOFOLLOW,
+        0,
+        sys::RESOLVE_BENEATH,
+    )?;
     sys::fchown_fd(fd.as_fd(), node.uid, node.gid)
 }
 
@@ -108,7 +139,11 @@ pub fn symlinks(root: &Root) -> io::Result<()> {
     for (target, name) in links {
         if name == "ptmx" {
             // The ptmx of the container's own devpts instance, not a node of the host's.
-            let _ = nix::unistd::unlinkat(Some(dev.as_raw_fd()), name, nix::unistd::UnlinkatFlags::NoRemoveDir);
+            let _ = nix::unistd::unlinkat(
+                Some(dev.as_raw_fd()),
+                name,
+                nix::unistd::UnlinkatFlags::NoRemoveDir,
+            );
         }
         match nix::unistd::symlinkat(target, Some(dev.as_raw_fd()), name) {
             Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
@@ -129,7 +164,10 @@ mod tests {
         )
         .unwrap();
         let all = wanted(&[d]);
-        let nulls: Vec<_> = all.iter().filter(|n| n.path == Path::new("/dev/null")).collect();
+        let nulls: Vec<_> = all
+            .iter()
+            .filter(|n| n.path == Path::new("/dev/null"))
+            .collect();
         assert_eq!(nulls.len(), 1);
         assert_eq!(nulls[0].mode, 0o600);
         assert_eq!(all.len(), 6);

@@ -37,6 +37,13 @@ pub enum RootfsError {
         #[source]
         source: io::Error,
     },
+    #[error("mounts[{index}]: cannot use bind source {path}")]
+    Source {
+        index: usize,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("mounts[{index}]: bad options")]
     Option {
         index: usize,
@@ -95,52 +102,102 @@ pub struct RootfsPlan<'a> {
 pub fn setup(spec: &Spec, plan: &RootfsPlan) -> Result<(), RootfsError> {
     let linux = spec.linux().as_ref();
     // Nothing mounted from here on may propagate back to the host.
-    nix::mount::mount(None::<&str>, "/", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
-        .map_err(|e| RootfsError::Propagation(e.into()))?;
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| RootfsError::Propagation(e.into()))?;
     // pivot_root needs the new root to be a mount point.
-    nix::mount::mount(Some(plan.rootfs), plan.rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-        .map_err(|e| RootfsError::RootBind { path: plan.rootfs.to_owned(), source: e.into() })?;
-    let root = Root::open(plan.rootfs)
-        .map_err(|source| RootfsError::RootBind { path: plan.rootfs.to_owned(), source })?;
-    let ctx = MountCtx { bundle: plan.bundle, new_cgroup_ns: plan.new_cgroup_ns };
+    nix::mount::mount(
+        Some(plan.rootfs),
+        plan.rootfs,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| RootfsError::RootBind {
+        path: plan.rootfs.to_owned(),
+        source: e.into(),
+    })?;
+    let root = Root::open(plan.rootfs).map_err(|source| RootfsError::RootBind {
+        path: plan.rootfs.to_owned(),
+        source,
+    })?;
+    let ctx = MountCtx {
+        bundle: plan.bundle,
+        new_cgroup_ns: plan.new_cgroup_ns,
+    };
     let all_mounts = spec.mounts().as_deref().unwrap_or_default();
     for (index, m) in all_mounts.iter().enumerate() {
         mounts::mount_one(&root, m, index, &ctx)?;
     }
     let dev_bound = all_mounts.iter().any(|m| {
         resolve::clean(m.destination()) == Path::new("dev")
-            && m.options().iter().flatten().any(|o| o == "bind" || o == "rbind")
+            && m.options()
+                .iter()
+                .flatten()
+                .any(|o| o == "bind" || o == "rbind")
     });
     if !dev_bound {
-        let config_devices = linux.and_then(|l| l.devices().as_deref()).unwrap_or_default();
+        let config_devices = linux
+            .and_then(|l| l.devices().as_deref())
+            .unwrap_or_default();
         for node in devices::wanted(config_devices) {
-            devices::create(&root, &node, plan.in_user_ns)
-                .map_err(|source| RootfsError::Device { path: node.path.clone(), source })?;
+            devices::create(&root, &node, plan.in_user_ns).map_err(|source| {
+                RootfsError::Device {
+                    path: node.path.clone(),
+                    source,
+                }
+            })?;
         }
         devices::symlinks(&root).map_err(RootfsError::DevLinks)?;
     }
     root.mkdir_all(plan.cwd)
-        .map_err(|source| RootfsError::Cwd { path: plan.cwd.to_owned(), source })?;
-    let masked = linux.and_then(|l| l.masked_paths().as_deref()).unwrap_or_default();
+        .map_err(|source| RootfsError::Cwd {
+            path: plan.cwd.to_owned(),
+            source,
+        })?;
+    let masked = linux
+        .and_then(|l| l.masked_paths().as_deref())
+        .unwrap_or_default();
     if !masked.is_empty() {
-        let null = paths::NullSource::open()
-            .map_err(|source| RootfsError::Mask { path: "/dev/null".into(), source })?;
+        let null = paths::NullSource::open().map_err(|source| RootfsError::Mask {
+            path: "/dev/null".into(),
+            source,
+        })?;
         for p in masked {
-            paths::mask(&root, &null, Path::new(p))
-                .map_err(|source| RootfsError::Mask { path: p.into(), source })?;
+            paths::mask(&root, &null, Path::new(p)).map_err(|source| RootfsError::Mask {
+                path: p.into(),
+                source,
+            })?;
         }
     }
-    for p in linux.and_then(|l| l.readonly_paths().as_deref()).unwrap_or_default() {
-        paths::make_readonly(&root, Path::new(p))
-            .map_err(|source| RootfsError::Readonly { path: p.into(), source })?;
+    for p in linux
+        .and_then(|l| l.readonly_paths().as_deref())
+        .unwrap_or_default()
+    {
+        paths::make_readonly(&root, Path::new(p)).map_err(|source| RootfsError::Readonly {
+            path: p.into(),
+            source,
+        })?;
     }
-    let pivot_err = |source| RootfsError::Pivot { path: plan.rootfs.to_owned(), source };
+    let pivot_err = |source| RootfsError::Pivot {
+        path: plan.rootfs.to_owned(),
+        source,
+    };
     if plan.no_pivot {
         pivot::move_root(&root).map_err(pivot_err)?;
     } else {
         pivot::pivot(&root).map_err(pivot_err)?;
     }
-    let readonly = spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false);
+    let readonly = spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false);
     let propagation = linux.and_then(|l| l.rootfs_propagation().as_deref());
     pivot::finish_root(readonly, propagation).map_err(RootfsError::ReadonlyRoot)
 }

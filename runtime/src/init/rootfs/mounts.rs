@@ -20,20 +20,39 @@ pub struct MountCtx<'a> {
 
 /// Paths under /proc that runc lets a config mount over (lxcfs-style overrides).
 const PROC_ALLOWED: [&str; 9] = [
-    "proc/cpuinfo", "proc/diskstats", "proc/meminfo", "proc/stat", "proc/swaps",
-    "proc/uptime", "proc/loadavg", "proc/slabinfo", "proc/sys/kernel/ns_last_pid",
+    "proc/cpuinfo",
+    "proc/diskstats",
+    "proc/meminfo",
+    "proc/stat",
+    "proc/swaps",
+    "proc/uptime",
+    "proc/loadavg",
+    "proc/slabinfo",
+    "proc/sys/kernel/ns_last_pid",
 ];
 
 /// Mounts entry `index` of `mounts`.
 pub fn mount_one(root: &Root, m: &Mount, index: usize, ctx: &MountCtx) -> Result<(), RootfsError> {
     let dest = m.destination();
-    let err = |source| RootfsError::Mount { index, dest: dest.clone(), source };
+    let err = |source| RootfsError::Mount {
+        index,
+        dest: dest.clone(),
+        source,
+    };
     let opts = options::parse(m.options().as_deref().unwrap_or_default())
         .map_err(|e| RootfsError::Option { index, source: e })?;
     let typ = m.typ().as_deref().unwrap_or("");
     check_proc_dest(dest, typ).map_err(|()| RootfsError::ProcDest { dest: dest.clone() })?;
     let attached = match opts.bind {
-        Some(recursive) => bind(root, m, &opts, recursive, ctx).map_err(err)?,
+        Some(recursive) => {
+            let src = source_path(m, ctx.bundle);
+            let meta = std::fs::metadata(&src).map_err(|source| RootfsError::Source {
+                index,
+                path: src.clone(),
+                source,
+            })?;
+            bind(root, m, &src, meta.is_dir(), &opts, recursive).map_err(err)?
+        }
         None if typ == "cgroup" || typ == "cgroup2" => {
             cgroupfs::mount(root, dest, &opts, ctx.new_cgroup_ns).map_err(err)?;
             return Ok(());
@@ -41,7 +60,10 @@ pub fn mount_one(root: &Root, m: &Mount, index: usize, ctx: &MountCtx) -> Result
         None => filesystem(root, m, typ, &opts).map_err(err)?,
     };
     for &(flag, recursive) in &opts.propagation {
-        let change = AttrChange { propagation: flag, ..Default::default() };
+        let change = AttrChange {
+            propagation: flag,
+            ..Default::default()
+        };
         sys::set_mount_attr(attached.as_fd(), change, recursive).map_err(err)?;
     }
     Ok(())
@@ -72,29 +94,36 @@ fn source_path(m: &Mount, bundle: &Path) -> PathBuf {
 fn bind(
     root: &Root,
     m: &Mount,
+    src: &Path,
+    is_dir: bool,
     opts: &MountOptions,
     recursive: bool,
-    ctx: &MountCtx,
 ) -> std::io::Result<OwnedFd> {
-    let src = source_path(m, ctx.bundle);
-    let meta = std::fs::metadata(&src)?;
-    let target = if meta.is_dir() {
+    let target = if is_dir {
         root.mkdir_all(m.destination())?
     } else {
         root.create_file(m.destination())?
     };
-    let tree = sys::clone_tree(sys::cwd(), &src, recursive)?;
+    let tree = sys::clone_tree(sys::cwd(), src, recursive)?;
     apply_attrs(tree.as_fd(), opts, recursive)?;
     sys::move_mount_fd(tree.as_fd(), target.as_fd())?;
     Ok(tree)
 }
 
 /// Sets the mount attributes of `opts` (if any) on the mount `fd`.
-pub fn apply_attrs(fd: BorrowedFd<'_>, opts: &MountOptions, recursive: bool) -> std::io::Result<()> {
+pub fn apply_attrs(
+    fd: BorrowedFd<'_>,
+    opts: &MountOptions,
+    recursive: bool,
+) -> std::io::Result<()> {
     if opts.attr_set == 0 && opts.attr_clear == 0 {
         return Ok(());
     }
-    let change = AttrChange { set: opts.attr_set, clear: opts.attr_clear, propagation: 0 };
+    let change = AttrChange {
+        set: opts.attr_set,
+        clear: opts.attr_clear,
+        propagation: 0,
+    };
     sys::set_mount_attr(fd, change, recursive)
 }
 
@@ -104,7 +133,12 @@ fn filesystem(root: &Root, m: &Mount, typ: &str, opts: &MountOptions) -> std::io
         return Err(std::io::Error::from_raw_os_error(libc::EOPNOTSUPP));
     }
     let target = root.mkdir_all(m.destination())?;
-    let source = m.source().as_ref().and_then(|s| s.to_str()).unwrap_or(typ).to_owned();
+    let source = m
+        .source()
+        .as_ref()
+        .and_then(|s| s.to_str())
+        .unwrap_or(typ)
+        .to_owned();
     let detached = match new_fs(typ, &source, opts) {
         // sysfs cannot be mounted from a user namespace that does not own the network
         // namespace; like runc, fall back to a recursive bind of the host's /sys.

@@ -68,8 +68,8 @@ pub fn parse(options: &[String]) -> Result<MountOptions, Unsupported> {
             | "runbindable" => o.propagation.push(propagation(opt)),
             "tmpcopyup" => o.tmpcopyup = true,
             // Defaults of mount(8) that change nothing.
-            "defaults" | "async" | "atime" | "auto" | "noauto" | "nouser" | "user" | "norelatime"
-            | "loud" | "_netdev" => {}
+            "defaults" | "async" | "atime" | "auto" | "noauto" | "nouser" | "user"
+            | "norelatime" | "loud" | "_netdev" => {}
             "remount" | "idmap" | "ridmap" | "rro" | "rrw" | "rnosuid" | "rsuid" | "rnodev"
             | "rdev" | "rnoexec" | "rexec" | "rnoatime" | "rrelatime" | "rstrictatime" => {
                 return Err(Unsupported(opt.clone()))

@@ -45,7 +45,10 @@ pub fn mask(root: &Root, null: &NullSource, path: &Path) -> io::Result<()> {
     };
     let meta = std::fs::metadata(sys::fd_path(target.as_fd()))?;
     let cover = if meta.is_dir() {
-        let opts = MountOptions { attr_set: sys::MOUNT_ATTR_RDONLY, ..Default::default() };
+        let opts = MountOptions {
+            attr_set: sys::MOUNT_ATTR_RDONLY,
+            ..Default::default()
+        };
         new_fs("tmpfs", "tmpfs", &opts)?
     } else {
         sys::clone_tree(null.tree.as_fd(), Path::new(""), false)?
@@ -60,7 +63,10 @@ pub fn make_readonly(root: &Root, path: &Path) -> io::Result<()> {
         other => other?,
     };
     let tree = sys::clone_tree(target.as_fd(), Path::new(""), true)?;
-    let ro = AttrChange { set: sys::MOUNT_ATTR_RDONLY, ..Default::default() };
+    let ro = AttrChange {
+        set: sys::MOUNT_ATTR_RDONLY,
+        ..Default::default()
+    };
     sys::set_mount_attr(tree.as_fd(), ro, true)?;
     sys::move_mount_fd(tree.as_fd(), target.as_fd())
 }

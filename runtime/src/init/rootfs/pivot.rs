@@ -16,7 +16,13 @@ pub fn pivot(root: &Root) -> io::Result<()> {
     nix::unistd::fchdir(root.fd().as_raw_fd())?;
     nix::unistd::pivot_root(".", ".")?;
     // The old root is now mounted over ".": make sure its unmount stays in here.
-    nix::mount::mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)?;
+    nix::mount::mount(
+        None::<&str>,
+        ".",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )?;
     nix::mount::umount2(".", MntFlags::MNT_DETACH)?;
     nix::unistd::chdir("/")?;
     Ok(())
@@ -39,12 +45,18 @@ pub fn finish_root(readonly: bool, prop: Option<&str>) -> io::Result<()> {
     }
     let slash = sys::open_path(Path::new("/"), libc::O_PATH | libc::O_DIRECTORY)?;
     if readonly {
-        let ro = AttrChange { set: sys::MOUNT_ATTR_RDONLY, ..Default::default() };
+        let ro = AttrChange {
+            set: sys::MOUNT_ATTR_RDONLY,
+            ..Default::default()
+        };
         sys::set_mount_attr(slash.as_fd(), ro, false)?;
     }
     if let Some(p) = prop {
         let (flag, recursive) = propagation(p);
-        let change = AttrChange { propagation: flag, ..Default::default() };
+        let change = AttrChange {
+            propagation: flag,
+            ..Default::default()
+        };
         sys::set_mount_attr(slash.as_fd(), change, recursive)?;
     }
     Ok(())

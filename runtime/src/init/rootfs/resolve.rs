@@ -11,7 +11,9 @@ use std::path::{Component, Path, PathBuf};
 
 use nix::sys::stat::Mode;
 
-use crate::sys::{self, RESOLVE_BENEATH, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS};
+use crate::sys::{
+    self, RESOLVE_BENEATH, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS,
+};
 
 /// Symlinks followed by hand before giving up, as the kernel's MAXSYMLINKS.
 const MAX_LINKS: u32 = 40;
@@ -55,8 +57,18 @@ impl Root {
     /// Resolves `path` inside the root (following symlinks there) to an fd with `flags`.
     pub fn open_in(&self, path: &Path, flags: i32) -> io::Result<OwnedFd> {
         let rel = clean(path);
-        let rel = if rel.as_os_str().is_empty() { PathBuf::from(".") } else { rel };
-        sys::openat2(self.fd(), &rel, flags, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+        let rel = if rel.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            rel
+        };
+        sys::openat2(
+            self.fd(),
+            &rel,
+            flags,
+            0,
+            RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+        )
     }
 
     /// Like [`Root::open_in`] with `O_PATH`.
@@ -75,15 +87,28 @@ impl Root {
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
                 other => return other,
             }
-            let name = rel.file_name().ok_or_else(|| errno(libc::ENOENT))?.to_owned();
+            let name = rel
+                .file_name()
+                .ok_or_else(|| errno(libc::ENOENT))?
+                .to_owned();
             let parent_rel = rel.parent().map(Path::to_path_buf).unwrap_or_default();
             let parent = self.mkdir_all_inner(parent_rel.clone(), links)?;
-            match nix::sys::stat::mkdirat(Some(parent.as_raw_fd()), name.as_os_str(), Mode::from_bits_truncate(0o755)) {
+            match nix::sys::stat::mkdirat(
+                Some(parent.as_raw_fd()),
+                name.as_os_str(),
+                Mode::from_bits_truncate(0o755),
+            ) {
                 Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
                 Err(e) => return Err(e.into()),
             }
             let only_here = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS;
-            match sys::openat2(parent.as_fd(), Path::new(&name), libc::O_PATH | libc::O_DIRECTORY, 0, only_here) {
+            match sys::openat2(
+                parent.as_fd(),
+                Path::new(&name),
+                libc::O_PATH | libc::O_DIRECTORY,
+                0,
+                only_here,
+            ) {
                 Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
                     rel = follow(&parent, &name, &parent_rel, &mut links)?;
                 }
@@ -102,11 +127,20 @@ impl Root {
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
                 other => return other,
             }
-            let name = rel.file_name().ok_or_else(|| errno(libc::ENOENT))?.to_owned();
+            let name = rel
+                .file_name()
+                .ok_or_else(|| errno(libc::ENOENT))?
+                .to_owned();
             let parent_rel = rel.parent().map(Path::to_path_buf).unwrap_or_default();
             let parent = self.mkdir_all_inner(parent_rel.clone(), links)?;
             let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
-            match sys::openat2(parent.as_fd(), Path::new(&name), flags, 0o644, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS) {
+            match sys::openat2(
+                parent.as_fd(),
+                Path::new(&name),
+                flags,
+                0o644,
+                RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS,
+            ) {
                 Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
                     rel = follow(&parent, &name, &parent_rel, &mut links)?;
                 }
@@ -130,7 +164,11 @@ fn follow(
     }
     let target = nix::fcntl::readlinkat(Some(parent.as_raw_fd()), name).map_err(io::Error::from)?;
     let target = Path::new(&target);
-    Ok(if target.is_absolute() { clean(target) } else { clean(&parent_rel.join(target)) })
+    Ok(if target.is_absolute() {
+        clean(target)
+    } else {
+        clean(&parent_rel.join(target))
+    })
 }
 
 #[cfg(test)]
@@ -157,7 +195,10 @@ mod tests {
         r.mkdir_all(Path::new("/evil/sub")).unwrap();
         r.mkdir_all(Path::new("/rel/x")).unwrap();
         assert!(!victim.exists(), "escaped the root");
-        assert!(root.join(victim.strip_prefix("/").unwrap()).join("sub").is_dir());
+        assert!(root
+            .join(victim.strip_prefix("/").unwrap())
+            .join("sub")
+            .is_dir());
         assert!(root.join("victim2/x").is_dir());
     }
 

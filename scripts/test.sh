@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every test tier: formatting and lints, unit tests, the root integration tests
+# (real containers, checked from inside with hull-checker), and the same integration
+# suite against runc as a reference. Run as root from the repository root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" -eq 0 ] || { echo "test: run as root (the integration tests create containers)" >&2; exit 1; }
+
+scripts/deps.sh
+echo "== format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== unit and integration tests (hull)"
+cargo test --workspace
+echo "== integration tests against runc (reference)"
+HULL_TEST_RUNTIME="$(command -v runc)" cargo test -p hull --test lifecycle --test isolation --test failures --test adversarial
+echo "== leftovers"
+scripts/check-clean.sh
+echo "test: all passed"
