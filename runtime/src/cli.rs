@@ -25,7 +25,7 @@ pub struct Cli {
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,
     /// Accepted for runc compatibility: "true", "false" or "auto".
-    #[arg(long, global = true, hide = true)]
+    #[arg(long = "rootless", id = "global_rootless", hide = true)]
     pub rootless: Option<String>,
     #[command(subcommand)]
     pub command: Command,

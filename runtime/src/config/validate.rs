@@ -150,6 +150,9 @@ fn check_namespaces(spec: &Spec) -> Result<NamespaceSet, Invalid> {
             "a new user namespace needs uid and gid mappings",
         ));
     }
+    if new_user {
+        check_mapped(spec, linux)?;
+    }
     if spec.hostname().is_some() && !has(LinuxNamespaceType::Uts) {
         return Err(invalid(
             "hostname",
@@ -169,6 +172,40 @@ fn check_namespaces(spec: &Spec) -> Result<NamespaceSet, Invalid> {
         ));
     }
     Ok(out)
+}
+
+/// runc's check: the process's ids must exist in the new user namespace.
+fn check_mapped(spec: &Spec, linux: &oci_spec::runtime::Linux) -> Result<(), Invalid> {
+    let Some(user) = spec.process().as_ref().map(|p| p.user()) else {
+        return Ok(());
+    };
+    let mapped = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>, id: u32| {
+        maps.iter().flatten().any(|m| {
+            id >= m.container_id()
+                && u64::from(id) < u64::from(m.container_id()) + u64::from(m.size())
+        })
+    };
+    if !mapped(linux.uid_mappings(), user.uid()) {
+        let reason = format!(
+            "uid {} is unmapped in the container's user namespace",
+            user.uid()
+        );
+        return Err(invalid("process.user.uid", reason));
+    }
+    if !mapped(linux.gid_mappings(), user.gid()) {
+        let reason = format!(
+            "gid {} is unmapped in the container's user namespace",
+            user.gid()
+        );
+        return Err(invalid("process.user.gid", reason));
+    }
+    for (i, g) in user.additional_gids().iter().flatten().enumerate() {
+        if !mapped(linux.gid_mappings(), *g) {
+            let reason = format!("gid {g} is unmapped in the container's user namespace");
+            return Err(invalid(format!("process.user.additionalGids[{i}]"), reason));
+        }
+    }
+    Ok(())
 }
 
 fn check_linux(spec: &Spec, ns: &NamespaceSet) -> Result<(), Invalid> {
@@ -303,6 +340,19 @@ mod tests {
             r#"{{{BASE},"linux":{{"namespaces":[{{"type":"user"}}]}}}}"#
         ));
         assert_eq!(validate(&s).unwrap_err().field, "linux.uidMappings");
+    }
+
+    #[test]
+    fn unmapped_uid() {
+        let maps = r#""uidMappings":[{"containerID":0,"hostID":100000,"size":1000}],"gidMappings":[{"containerID":0,"hostID":100000,"size":1000}]"#;
+        let ns = r#""namespaces":[{"type":"user"},{"type":"mount"}]"#;
+        let ok = spec(&format!(r#"{{{BASE},"linux":{{{ns},{maps}}}}}"#));
+        validate(&ok).unwrap();
+        let bad =
+            format!(r#"{{{BASE},"linux":{{{ns},{maps}}}}}"#).replace(r#""uid":0"#, r#""uid":1000"#);
+        let e = validate(&spec(&bad)).unwrap_err();
+        assert_eq!(e.field, "process.user.uid");
+        assert!(e.reason.contains("1000"));
     }
 
     #[test]

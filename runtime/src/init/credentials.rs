@@ -114,10 +114,8 @@ pub fn drop_bounding(c: Option<&LinuxCapabilities>) -> Result<(), CredError> {
 pub fn set_user(process: &Process) -> Result<(), CredError> {
     let user = process.user();
     let (uid, gid) = (user.uid(), user.gid());
-    let mut gids: Vec<u32> = user.additional_gids().clone().unwrap_or_default();
-    if !gids.contains(&gid) {
-        gids.insert(0, gid);
-    }
+    // Exactly additionalGids, as runc does: the primary gid is not added.
+    let gids: Vec<u32> = user.additional_gids().clone().unwrap_or_default();
     sys::set_keepcaps(true).map_err(|source| CredError::Uid { uid, source })?;
     sys::set_groups(&gids).map_err(|source| CredError::Groups {
         gids: gids.clone(),

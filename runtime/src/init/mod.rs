@@ -130,6 +130,12 @@ fn setup(cfg: &InitConfig) -> Result<Ready, InitError> {
     // Until the parent has our pid in its records, dying with it is the only clean exit.
     sys::set_parent_death_signal(libc::SIGKILL).map_err(InitError::UserRoot)?;
     sys::set_umask(0);
+    // Opened while our fsuid is still the host's root, which owns the state directory;
+    // in a new user namespace we are about to become the container's root instead.
+    let fifo = match cfg.fifo {
+        Some(path) => Some(open_fifo(path)?),
+        None => None,
+    };
     match cfg.channel.recv()? {
         Some(Msg::Go) => {}
         _ => return Err(InitError::Aborted),
@@ -153,10 +159,6 @@ fn setup(cfg: &InitConfig) -> Result<Ready, InitError> {
         sys::join_session_keyring(cfg.id).map_err(InitError::Keyring)?;
     }
     set_names(cfg.spec)?;
-    let fifo = match cfg.fifo {
-        Some(path) => Some(open_fifo(path)?),
-        None => None,
-    };
     let process = cfg
         .spec
         .process()

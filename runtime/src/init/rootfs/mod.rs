@@ -72,7 +72,7 @@ pub enum RootfsError {
         #[source]
         source: io::Error,
     },
-    #[error("cannot create the working directory {path}")]
+    #[error("cannot create the working directory (process.cwd) {path}")]
     Cwd {
         path: PathBuf,
         #[source]
