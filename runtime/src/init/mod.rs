@@ -10,7 +10,7 @@ mod rootfs;
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
@@ -60,12 +60,6 @@ pub enum InitError {
     TimeOffsets(#[source] io::Error),
     #[error("cannot set the hostname or domainname")]
     Hostname(#[source] io::Error),
-    #[error("cannot set sysctl {key}")]
-    Sysctl {
-        key: String,
-        #[source]
-        source: io::Error,
-    },
     #[error("cannot open the exec fifo {path}")]
     Fifo {
         path: PathBuf,
@@ -173,7 +167,6 @@ fn setup(cfg: &InitConfig) -> Result<Ready, InitError> {
         cwd: process.cwd(),
     };
     rootfs::setup(cfg.spec, &plan)?;
-    set_sysctls(cfg.spec)?;
     if process.terminal().unwrap_or(false) {
         console::setup(cfg.console.ok_or(InitError::NoConsoleSocket)?)?;
     }
@@ -242,30 +235,4 @@ fn write_time_offsets(spec: &Spec) -> Result<(), InitError> {
         text.push_str(&format!("{clock} {secs} {nanos}\n"));
     }
     std::fs::write("/proc/self/timens_offsets", text).map_err(InitError::TimeOffsets)
-}
-
-/// Writes `linux.sysctl` through the container's /proc, after checking that what is
-/// mounted there is procfs (a planted directory must not swallow or redirect writes).
-fn set_sysctls(spec: &Spec) -> Result<(), InitError> {
-    let Some(sysctls) = spec.linux().as_ref().and_then(|l| l.sysctl().clone()) else {
-        return Ok(());
-    };
-    let root = rootfs::Root::open(Path::new("/")).map_err(|source| InitError::Sysctl {
-        key: String::new(),
-        source,
-    })?;
-    for (key, value) in sysctls {
-        let err = |source| InitError::Sysctl {
-            key: key.clone(),
-            source,
-        };
-        let path = Path::new("/proc/sys").join(key.replace('.', "/"));
-        let fd = root.open_in(&path, libc::O_WRONLY).map_err(err)?;
-        const PROC_SUPER_MAGIC: i64 = 0x9fa0;
-        if sys::fs_magic(fd.as_fd()).map_err(err)? != PROC_SUPER_MAGIC {
-            return Err(err(io::Error::from_raw_os_error(libc::EXDEV)));
-        }
-        io::Write::write_all(&mut File::from(fd), value.as_bytes()).map_err(err)?;
-    }
-    Ok(())
 }

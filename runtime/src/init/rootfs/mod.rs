@@ -9,6 +9,7 @@ mod options;
 mod paths;
 mod pivot;
 mod resolve;
+mod sysctl;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -84,6 +85,12 @@ pub enum RootfsError {
         #[source]
         source: io::Error,
     },
+    #[error("cannot set sysctl {key}")]
+    Sysctl {
+        key: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("cannot make the root filesystem read-only")]
     ReadonlyRoot(#[source] io::Error),
 }
@@ -154,6 +161,12 @@ pub fn setup(spec: &Spec, plan: &RootfsPlan) -> Result<(), RootfsError> {
             })?;
         }
         devices::symlinks(&root).map_err(RootfsError::DevLinks)?;
+    }
+    // Before readonlyPaths, which usually include /proc/sys.
+    let sysctls = linux.and_then(|l| l.sysctl().as_ref());
+    for (key, value) in sysctls.into_iter().flatten() {
+        sysctl::write(&root, key, value)
+            .map_err(|source| RootfsError::Sysctl { key: key.clone(), source })?;
     }
     root.mkdir_all(plan.cwd)
         .map_err(|source| RootfsError::Cwd {
