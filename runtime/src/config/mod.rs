@@ -5,6 +5,7 @@
 //! Unknown fields are accepted, as runtime-spec requires. Semantic checks that serde cannot
 //! express live in [`validate`].
 
+mod unsupported;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -66,10 +67,12 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Spec, ConfigError> {
             }
         }
     })?;
-    validate(&spec).map_err(|source| ConfigError::Invalid {
-        path: path.to_owned(),
-        source,
-    })?;
+    validate(&spec)
+        .and_then(|()| unsupported::check(&spec))
+        .map_err(|source| ConfigError::Invalid {
+            path: path.to_owned(),
+            source,
+        })?;
     Ok(spec)
 }
 

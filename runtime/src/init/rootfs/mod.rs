@@ -165,8 +165,10 @@ pub fn setup(spec: &Spec, plan: &RootfsPlan) -> Result<(), RootfsError> {
     // Before readonlyPaths, which usually include /proc/sys.
     let sysctls = linux.and_then(|l| l.sysctl().as_ref());
     for (key, value) in sysctls.into_iter().flatten() {
-        sysctl::write(&root, key, value)
-            .map_err(|source| RootfsError::Sysctl { key: key.clone(), source })?;
+        sysctl::write(&root, key, value).map_err(|source| RootfsError::Sysctl {
+            key: key.clone(),
+            source,
+        })?;
     }
     root.mkdir_all(plan.cwd)
         .map_err(|source| RootfsError::Cwd {

@@ -31,7 +31,10 @@ mod tests {
 
     #[test]
     fn dotted_keys_become_paths() {
-        assert_eq!(key_path("net.ipv4.ip_forward"), PathBuf::from("/proc/sys/net/ipv4/ip_forward"));
+        assert_eq!(
+            key_path("net.ipv4.ip_forward"),
+            PathBuf::from("/proc/sys/net/ipv4/ip_forward")
+        );
     }
 
     #[test]
