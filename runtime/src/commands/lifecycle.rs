@@ -68,6 +68,6 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), CmdError> {
             status: status.to_string(),
         });
     }
-    container::destroy(&c)?;
+    container::destroy(&c, None)?;
     Ok(())
 }

@@ -19,7 +19,7 @@ pub fn run(root: &Path, opts: &CreateOpts, detach: bool, keep: bool) -> Result<i
         created.channel.recv().map_err(CreateError::from)?
     {
         let _ = container::wait_for_exit(created.pid(), &created.pidfd);
-        let _ = container::destroy(&created.container);
+        let _ = container::destroy(&created.container, Some(&created.cgroup));
         return Err(CreateError::Init { errno, message }.into());
     }
     if detach {
@@ -27,7 +27,7 @@ pub fn run(root: &Path, opts: &CreateOpts, detach: bool, keep: bool) -> Result<i
     }
     let code = container::wait_for_exit(created.pid(), &created.pidfd)?;
     if !keep {
-        container::destroy(&created.container)?;
+        container::destroy(&created.container, Some(&created.cgroup))?;
     }
     Ok(code)
 }

@@ -97,6 +97,8 @@ pub enum CreateError {
 /// A created container, as the parent holds it.
 pub struct Created {
     pub container: Container,
+    /// The open cgroup, so `run` can remove it without opening it again.
+    pub cgroup: Cgroup,
     pub pidfd: OwnedFd,
     pub channel: Channel,
     pub spec: Spec,
@@ -252,9 +254,10 @@ pub fn create(root: &Path, opts: &CreateOpts, mode: Mode) -> Result<Created, Cre
     }
     let pidfd = rollback.pidfd.take().expect("set above");
     rollback.dir = None;
-    rollback.cgroup = None;
+    let cgroup = rollback.cgroup.take().expect("set above");
     Ok(Created {
         container,
+        cgroup,
         pidfd,
         channel: parent_end,
         spec,

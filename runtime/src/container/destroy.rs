@@ -75,7 +75,7 @@ fn wait_gone(c: &Container, secs: u64) -> Result<(), DestroyError> {
 
 /// Stops whatever still runs (when `force` or the container never started) and removes
 /// the cgroup and the state directory.
-pub fn destroy(c: &Container) -> Result<(), DestroyError> {
+pub fn destroy(c: &Container, cgroup: Option<&Cgroup>) -> Result<(), DestroyError> {
     let status = c.status();
     if matches!(status, Status::Created | Status::Running | Status::Paused) {
         let all = !c.record.own_pid_ns;
@@ -88,8 +88,10 @@ pub fn destroy(c: &Container) -> Result<(), DestroyError> {
             wait_gone(c, 10)?;
         }
     }
-    let cg = Cgroup::open(&c.record.cgroup, &c.record.id)?;
-    cg.remove()?;
+    match cgroup {
+        Some(cg) => cg.remove()?,
+        None => Cgroup::open(&c.record.cgroup, &c.record.id)?.remove()?,
+    }
     c.remove_dir()?;
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! then pivot_root (or chroot) and the read-only remount of `/`.
 
 mod cgroupfs;
+mod copyup;
 mod devices;
 mod mounts;
 mod options;

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Mount;
 
-use super::cgroupfs;
 use super::options::{self, MountOptions};
 use super::resolve::{clean, Root};
 use super::RootfsError;
+use super::{cgroupfs, copyup};
 use crate::sys::{self, AttrChange, FsContext};
 
 /// What mounting needs to know beyond the mount entry itself.
@@ -129,10 +129,16 @@ pub fn apply_attrs(
 
 /// A new filesystem instance (tmpfs, proc, sysfs, devpts, mqueue, ...).
 fn filesystem(root: &Root, m: &Mount, typ: &str, opts: &MountOptions) -> std::io::Result<OwnedFd> {
-    if opts.tmpcopyup {
-        return Err(std::io::Error::from_raw_os_error(libc::EOPNOTSUPP));
+    if opts.tmpcopyup && typ != "tmpfs" {
+        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
     }
     let target = root.mkdir_all(m.destination())?;
+    // Read the image's directory before the new filesystem hides it.
+    let underlying = if opts.tmpcopyup {
+        Some(copyup::readable(target.as_fd())?)
+    } else {
+        None
+    };
     let source = m
         .source()
         .as_ref()
@@ -149,6 +155,10 @@ fn filesystem(root: &Root, m: &Mount, typ: &str, opts: &MountOptions) -> std::io
         }
         other => other?,
     };
+    if let Some(src) = underlying {
+        let dst = copyup::readable(detached.as_fd())?;
+        copyup::copy_tree(src.as_fd(), dst.as_fd())?;
+    }
     sys::move_mount_fd(detached.as_fd(), target.as_fd())?;
     Ok(detached)
 }
