@@ -34,6 +34,12 @@ pub enum CgroupError {
         #[source]
         source: Box<AnyManagerError>,
     },
+    #[error("cannot join cgroup {path}")]
+    Extra {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot apply linux.resources to cgroup {path}")]
     Apply {
         path: PathBuf,
@@ -58,6 +64,33 @@ pub enum CgroupError {
 pub struct Cgroup {
     manager: AnyCgroupManager,
     record: CgroupRecord,
+    /// The container's directories in hierarchies libcgroups does not manage.
+    extra: Vec<PathBuf>,
+}
+
+/// Mount points of the hierarchies libcgroups leaves alone on v1 hosts: named ones
+/// (`name=systemd`) and, on hybrid hosts, the controller-less cgroup2 mount. runc places
+/// the container in these too, so that /proc/self/cgroup and the container's view of
+/// /sys/fs/cgroup show its own cgroup in every hierarchy.
+fn extra_hierarchies(mountinfo: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for line in mountinfo.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut r = right.split(' ');
+        let fstype = r.next().unwrap_or("");
+        let super_opts = r.nth(1).unwrap_or("");
+        let Some(mount_point) = left.split(' ').nth(4) else {
+            continue;
+        };
+        let named = fstype == "cgroup" && super_opts.split(',').any(|o| o.starts_with("name="));
+        let hybrid_unified = fstype == "cgroup2" && mount_point == "/sys/fs/cgroup/unified";
+        if named || hybrid_unified {
+            out.push(PathBuf::from(mount_point));
+        }
+    }
+    out
 }
 
 /// The cgroup path a container gets: `linux.cgroupsPath`, or a default derived from the id
@@ -85,9 +118,21 @@ impl Cgroup {
             path: record.path.clone(),
             source: Box::new(source),
         })?;
+        let extra = match (&manager, record.systemd) {
+            (AnyCgroupManager::V1(_), false) => {
+                let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+                let rel = record.path.strip_prefix("/").unwrap_or(&record.path);
+                extra_hierarchies(&mountinfo)
+                    .into_iter()
+                    .map(|m| m.join(rel))
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
         Ok(Self {
             manager,
             record: record.clone(),
+            extra,
         })
     }
 
@@ -99,7 +144,17 @@ impl Cgroup {
                 path: self.record.path.clone(),
                 pid,
                 source: Box::new(source),
-            })
+            })?;
+        for dir in &self.extra {
+            let procs = dir.join("cgroup.procs");
+            std::fs::create_dir_all(dir)
+                .and_then(|()| std::fs::write(&procs, pid.to_string()))
+                .map_err(|source| CgroupError::Extra {
+                    path: procs.clone(),
+                    source,
+                })?;
+        }
+        Ok(())
     }
 
     /// Applies every limit in `linux.resources`.
@@ -146,10 +201,24 @@ impl Cgroup {
 
     /// Kills what is left and removes the cgroup in every controller.
     pub fn remove(&self) -> Result<(), CgroupError> {
-        self.manager.remove().map_err(|source| CgroupError::Remove {
-            path: self.record.path.clone(),
-            source: Box::new(source),
-        })
+        self.manager
+            .remove()
+            .map_err(|source| CgroupError::Remove {
+                path: self.record.path.clone(),
+                source: Box::new(source),
+            })?;
+        for dir in &self.extra {
+            match std::fs::remove_dir(dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(CgroupError::Extra {
+                        path: dir.clone(),
+                        source: e,
+                    })
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 }
 
@@ -167,4 +236,24 @@ pub fn is_frozen(record: &CgroupRecord) -> bool {
     }
     let v2 = Path::new("/sys/fs/cgroup").join(rel).join("cgroup.freeze");
     std::fs::read_to_string(v2).is_ok_and(|s| s.trim() == "1")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_named_and_hybrid_unified_hierarchies() {
+        let mi = "30 25 0:26 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n\
+                  31 25 0:27 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n\
+                  32 25 0:28 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
+                  33 25 0:29 / /mnt/other rw - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            extra_hierarchies(mi),
+            vec![
+                PathBuf::from("/sys/fs/cgroup/systemd"),
+                PathBuf::from("/sys/fs/cgroup/unified")
+            ]
+        );
+    }
 }

@@ -88,6 +88,8 @@ pub enum CreateError {
         source: std::io::Error,
     },
     /// The init reported a failed step; the message carries the step and its cause.
+    #[error("--preserve-fds {count}: file descriptor {fd} is not open")]
+    PreservedFd { count: u32, fd: i32 },
     #[error("container init failed: {message}")]
     Init { errno: i32, message: String },
     #[error("container init exited during setup without a report")]
@@ -139,6 +141,7 @@ fn owner() -> String {
 
 /// Creates container `opts.id` under `root`.
 pub fn create(root: &Path, opts: &CreateOpts, mode: Mode) -> Result<Created, CreateError> {
+    check_preserved_fds(opts.preserve_fds)?;
     let bundle = std::fs::canonicalize(&opts.bundle).map_err(|source| CreateError::Bundle {
         path: opts.bundle.clone(),
         source,
@@ -224,7 +227,11 @@ pub fn create(root: &Path, opts: &CreateOpts, mode: Mode) -> Result<Created, Cre
     };
     let (pid, pidfd) =
         match sys::clone_process(plan.clone_flags, None).map_err(CreateError::Clone)? {
-            sys::Forked::Child => init::run(&cfg),
+            sys::Forked::Child => {
+                // The parent's end must not survive into the container.
+                drop(parent_end);
+                init::run(&cfg)
+            }
             sys::Forked::Parent { pid, pidfd } => (pid, pidfd),
         };
     drop(init_end);
@@ -262,6 +269,18 @@ pub fn create(root: &Path, opts: &CreateOpts, mode: Mode) -> Result<Created, Cre
         channel: parent_end,
         spec,
     })
+}
+
+/// Every fd `--preserve-fds` promises must be open before hull opens anything, or one of
+/// hull's own descriptors (the sync socket, say) would take its number and be handed to
+/// the container.
+fn check_preserved_fds(count: u32) -> Result<(), CreateError> {
+    for fd in 3..3 + count as i32 {
+        if !sys::fd_is_open(fd) {
+            return Err(CreateError::PreservedFd { count, fd });
+        }
+    }
+    Ok(())
 }
 
 /// The parent's part of setup, while the init waits for `Go`.

@@ -151,3 +151,9 @@ pub fn cwd() -> BorrowedFd<'static> {
     // directory"; it is never closed, so borrowing it for 'static is sound.
     unsafe { BorrowedFd::borrow_raw(libc::AT_FDCWD) }
 }
+
+/// True when `fd` is an open descriptor of this process.
+pub fn fd_is_open(fd: i32) -> bool {
+    // SAFETY: F_GETFD only reads the descriptor's flags; an unused number fails with EBADF.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+}

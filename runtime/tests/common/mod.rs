@@ -14,6 +14,8 @@
 //! - `HULL_TEST_CHECKER`: a prebuilt static `hull-checker` (default: built here).
 #![allow(dead_code)]
 
+pub mod console;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;

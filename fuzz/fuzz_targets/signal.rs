@@ -1,0 +1,10 @@
+//! `hull kill` signal arguments come from callers: any string must parse or be refused.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(s) = std::str::from_utf8(data) {
+        let _ = hull::signal::parse(s);
+    }
+});
