@@ -13,7 +13,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== unit and integration tests (hull)"
 cargo test --workspace
 echo "== integration tests against runc (reference)"
-HULL_TEST_RUNTIME="$(command -v runc)" cargo test -p hull --test lifecycle --test isolation --test failures --test adversarial
+HULL_TEST_RUNTIME="$(command -v runc)" cargo test -p hull --tests -- --include-ignored
+echo "== fuzzing smoke run (parsers of untrusted input)"
+scripts/fuzz.sh 15
 echo "== leftovers"
 scripts/check-clean.sh
 echo "test: all passed"
