@@ -79,6 +79,8 @@ pub enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// Run a new process inside a running container.
+    Exec(ExecArgs),
     /// Print a container's state as JSON.
     State { id: String },
     /// Send a signal to a container's init (default SIGTERM).
@@ -122,4 +124,62 @@ pub enum Command {
 pub enum ListFormat {
     Table,
     Json,
+}
+
+/// Flags of `exec`, as runc spells them.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Unix socket that receives the pty master when --tty is set.
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    /// Working directory of the new process.
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// Set an environment variable (NAME=value); repeatable.
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    /// Allocate a pseudo-terminal.
+    #[arg(short, long)]
+    pub tty: bool,
+    /// User as uid[:gid].
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Additional gid; repeatable.
+    #[arg(short = 'g', long = "additional-gids")]
+    pub additional_gids: Vec<u32>,
+    /// A process.json (runtime-spec Process) to run instead of the command line.
+    #[arg(short, long)]
+    pub process: Option<PathBuf>,
+    /// Detach from the process.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// File to write the process's pid to.
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    /// SELinux label of the process.
+    #[arg(long = "process-label")]
+    pub process_label: Option<String>,
+    /// AppArmor profile of the process.
+    #[arg(long)]
+    pub apparmor: Option<String>,
+    /// Set no_new_privs.
+    #[arg(long = "no-new-privs")]
+    pub no_new_privs: bool,
+    /// Add a capability; repeatable.
+    #[arg(short, long = "cap")]
+    pub cap: Vec<String>,
+    /// Pass this many extra descriptors (from 3 up) to the process.
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    pub preserve_fds: u32,
+    /// Exec into a sub-cgroup of the container (crun and runc 1.2).
+    #[arg(long)]
+    pub cgroup: Option<String>,
+    /// Allow exec into a paused container.
+    #[arg(long = "ignore-paused")]
+    pub ignore_paused: bool,
+    /// Container id.
+    pub id: String,
+    /// Command and arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
 }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 /// Name of the fifo whose presence means "created, not yet started".
 pub const EXEC_FIFO: &str = "exec.fifo";
 const STATE_FILE: &str = "state.json";
+const CONFIG_FILE: &str = "config.json";
 
 /// Errors reading or writing container state.
 #[derive(Debug, thiserror::Error)]
@@ -182,6 +183,21 @@ impl Container {
         f.write_all(&json).map_err(io_err(&tmp))?;
         let dst = self.dir.join(STATE_FILE);
         fs::rename(&tmp, &dst).map_err(io_err(&dst))
+    }
+
+    /// Keeps the config the container was created from, for `exec` and hooks: the
+    /// bundle may change or vanish while the container runs.
+    pub fn save_config(&self, spec: &oci_spec::runtime::Spec) -> Result<(), StateError> {
+        let path = self.dir.join(CONFIG_FILE);
+        let json = serde_json::to_vec(spec).expect("spec serialises");
+        fs::write(&path, json).map_err(io_err(&path))
+    }
+
+    /// The config saved by [`Container::save_config`].
+    pub fn config(&self) -> Result<oci_spec::runtime::Spec, StateError> {
+        let path = self.dir.join(CONFIG_FILE);
+        let bytes = fs::read(&path).map_err(io_err(&path))?;
+        serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt { path, source })
     }
 
     /// The exec fifo path.

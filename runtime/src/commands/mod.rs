@@ -1,5 +1,6 @@
 //! One module per subcommand; `dispatch` maps the parsed command line onto them.
 
+mod exec;
 mod features;
 mod lifecycle;
 mod list;
@@ -42,6 +43,14 @@ pub enum CmdError {
     },
     #[error("{path} already exists")]
     Exists { path: std::path::PathBuf },
+    #[error(transparent)]
+    Exec(#[from] crate::container::ExecError),
+    #[error(transparent)]
+    Config(Box<crate::config::ConfigError>),
+    #[error("{what} is not supported by hull yet")]
+    Unsupported { what: String },
+    #[error("{what}")]
+    Usage { what: String },
     #[error("cannot write to stdout")]
     Stdout(#[source] std::io::Error),
 }
@@ -57,6 +66,7 @@ pub fn dispatch(cli: Cli) -> Result<i32, CmdError> {
             detach,
             keep,
         } => run::run(root, &opts(create, cli.systemd_cgroup), detach, keep),
+        Command::Exec(a) => exec::exec(root, a),
         Command::State { id } => lifecycle::state(root, &id).map(|()| 0),
         Command::Kill { id, signal, all } => {
             lifecycle::kill(root, &id, signal.as_deref().unwrap_or("SIGTERM"), all).map(|()| 0)

@@ -6,7 +6,7 @@
 //! express live in [`validate`].
 
 mod unsupported;
-mod validate;
+pub mod validate;
 
 use std::path::{Path, PathBuf};
 
@@ -84,6 +84,36 @@ pub fn load(bundle: &Path) -> Result<Spec, ConfigError> {
         source,
     })?;
     parse(&bytes, &path)
+}
+
+/// Loads a runtime-spec Process (`exec -p process.json`).
+pub fn load_process(path: &Path) -> Result<oci_spec::runtime::Process, ConfigError> {
+    let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let de = &mut serde_json::Deserializer::from_slice(&bytes);
+    let p: oci_spec::runtime::Process = serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        let source = e.into_inner();
+        if source.is_syntax() || source.is_eof() || field == "." {
+            ConfigError::Syntax {
+                path: path.to_owned(),
+                source,
+            }
+        } else {
+            ConfigError::Field {
+                path: path.to_owned(),
+                field,
+                source,
+            }
+        }
+    })?;
+    validate::process(&p).map_err(|source| ConfigError::Invalid {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(p)
 }
 
 #[cfg(test)]

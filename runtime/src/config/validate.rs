@@ -44,9 +44,14 @@ fn check_root(spec: &Spec) -> Result<(), Invalid> {
 }
 
 fn check_process(spec: &Spec) -> Result<(), Invalid> {
-    let Some(process) = spec.process() else {
-        return Err(invalid("process", "is required to create a container"));
-    };
+    match spec.process() {
+        Some(p) => process(p),
+        None => Err(invalid("process", "is required to create a container")),
+    }
+}
+
+/// Checks a process (of a config, or of `exec -p`); fields are named `process.*`.
+pub fn process(process: &oci_spec::runtime::Process) -> Result<(), Invalid> {
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
         return Err(invalid("process.args", "must name the program to run"));
     }

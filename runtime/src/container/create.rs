@@ -187,6 +187,7 @@ pub fn create(root: &Path, opts: &CreateOpts, mode: Mode) -> Result<Created, Cre
         },
     };
     container.save()?;
+    container.save_config(&spec)?;
     rollback.cgroup = Some(Cgroup::open(&container.record.cgroup, &opts.id)?);
     let fifo = (mode == Mode::Create).then(|| container.fifo());
     if let Some(path) = &fifo {
@@ -257,7 +258,10 @@ pub fn create(root: &Path, opts: &CreateOpts, mode: Mode) -> Result<Created, Cre
     container.record.creating = false;
     container.save()?;
     if let Some(path) = &opts.pid_file {
-        write_pid_file(path, pid)?;
+        write_pid_file(path, pid).map_err(|source| CreateError::PidFile {
+            path: path.clone(),
+            source,
+        })?;
     }
     let pidfd = rollback.pidfd.take().expect("set above");
     rollback.dir = None;
@@ -321,19 +325,14 @@ fn write_proc(pid: i32, file: &str, text: &str) -> Result<(), CreateError> {
 }
 
 /// Writes the pid file atomically, as containerd expects to read it whole.
-fn write_pid_file(path: &Path, pid: i32) -> Result<(), CreateError> {
-    let err = |source| CreateError::PidFile {
-        path: path.to_owned(),
-        source,
-    };
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default()
-    ));
-    std::fs::write(&tmp, pid.to_string()).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
+pub(crate) fn write_pid_file(path: &Path, pid: i32) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    std::fs::write(&tmp, pid.to_string())?;
+    std::fs::rename(&tmp, path)
 }
 
 impl Created {

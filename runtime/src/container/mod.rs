@@ -3,8 +3,10 @@
 
 mod create;
 mod destroy;
+mod exec;
 mod wait;
 
 pub use create::{create, CreateError, CreateOpts, Created, Mode};
 pub use destroy::{destroy, kill, DestroyError};
+pub use exec::{exec, ExecError, ExecOpts, Execed};
 pub use wait::{block_signals, wait_for_exit, WaitError};

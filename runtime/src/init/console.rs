@@ -26,7 +26,8 @@ pub enum ConsoleError {
 }
 
 /// Creates the pty, hands the master over `socket` and installs the slave.
-pub fn setup(socket: &OwnedFd) -> Result<(), ConsoleError> {
+/// `dev_console` binds the slave over /dev/console (the init's terminal, not `exec`'s).
+pub fn setup(socket: &OwnedFd, dev_console: bool) -> Result<(), ConsoleError> {
     let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
         .map_err(|e| ConsoleError::Open(e.into()))?;
     sys::pty_unlock(master.as_fd()).map_err(ConsoleError::Open)?;
@@ -42,7 +43,9 @@ pub fn setup(socket: &OwnedFd) -> Result<(), ConsoleError> {
     )
     .map_err(|e| ConsoleError::Send(e.into()))?;
     drop(master);
-    bind_dev_console(&slave).map_err(ConsoleError::DevConsole)?;
+    if dev_console {
+        bind_dev_console(&slave).map_err(ConsoleError::DevConsole)?;
+    }
     nix::unistd::setsid().map_err(|e| ConsoleError::Stdio(e.into()))?;
     sys::set_controlling_tty(slave.as_fd()).map_err(ConsoleError::Stdio)?;
     for target in 0..3 {

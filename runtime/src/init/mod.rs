@@ -4,6 +4,7 @@
 
 mod console;
 mod credentials;
+pub mod exec;
 pub mod namespaces;
 mod program;
 mod rootfs;
@@ -168,7 +169,7 @@ fn setup(cfg: &InitConfig) -> Result<Ready, InitError> {
     };
     rootfs::setup(cfg.spec, &plan)?;
     if process.terminal().unwrap_or(false) {
-        console::setup(cfg.console.ok_or(InitError::NoConsoleSocket)?)?;
+        console::setup(cfg.console.ok_or(InitError::NoConsoleSocket)?, true)?;
     }
     credentials::set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
     let caps = process.capabilities().as_ref();
