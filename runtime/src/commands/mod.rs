@@ -66,7 +66,7 @@ pub fn dispatch(cli: Cli) -> Result<i32, CmdError> {
             detach,
             keep,
         } => run::run(root, &opts(create, cli.systemd_cgroup), detach, keep),
-        Command::Exec(a) => exec::exec(root, a),
+        Command::Exec(a) => exec::exec(root, *a),
         Command::State { id } => lifecycle::state(root, &id).map(|()| 0),
         Command::Kill { id, signal, all } => {
             lifecycle::kill(root, &id, signal.as_deref().unwrap_or("SIGTERM"), all).map(|()| 0)

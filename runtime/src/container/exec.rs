@@ -86,12 +86,12 @@ fn ns_file(t: LinuxNamespaceType) -> (&'static str, CloneFlags) {
     }
 }
 
+/// Namespace files to join in the child, and the pid namespace for the parent.
+type Namespaces = (Vec<(CloneFlags, File)>, Option<File>);
+
 /// Opens the init's namespaces: user first, the pid namespace apart (joined by the
 /// parent for its children), the mount namespace last so /proc lookups stay on the host.
-fn open_namespaces(
-    spec: &Spec,
-    pid: i32,
-) -> Result<(Vec<(CloneFlags, File)>, Option<File>), ExecError> {
+fn open_namespaces(spec: &Spec, pid: i32) -> Result<Namespaces, ExecError> {
     let mut joins = Vec::new();
     let mut pidns = None;
     let mut mnt = None;
