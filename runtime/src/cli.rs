@@ -81,6 +81,31 @@ pub enum Command {
     },
     /// Run a new process inside a running container.
     Exec(Box<ExecArgs>),
+    /// Freeze every process of a container.
+    Pause { id: String },
+    /// Thaw a paused container.
+    Resume { id: String },
+    /// List a container's processes (extra arguments go to ps).
+    Ps {
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+        id: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Change a container's resource limits.
+    Update(Box<UpdateArgs>),
+    /// Print resource statistics and OOM events as JSON.
+    Events {
+        /// Print one statistics event and exit.
+        #[arg(long)]
+        stats: bool,
+        /// Interval between statistics events.
+        #[arg(long, default_value = "5s")]
+        interval: String,
+        id: String,
+    },
     /// Print a container's state as JSON.
     State { id: String },
     /// Send a signal to a container's init (default SIGTERM).
@@ -182,4 +207,42 @@ pub struct ExecArgs {
     /// Command and arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+}
+
+/// Flags of `update`, as runc spells them.
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// A runtime-spec LinuxResources JSON file, or - for stdin.
+    #[arg(short, long)]
+    pub resources: Option<PathBuf>,
+    #[arg(long = "blkio-weight")]
+    pub blkio_weight: Option<u16>,
+    #[arg(long = "cpu-period")]
+    pub cpu_period: Option<u64>,
+    #[arg(long = "cpu-quota")]
+    pub cpu_quota: Option<i64>,
+    #[arg(long = "cpu-share")]
+    pub cpu_share: Option<u64>,
+    #[arg(long = "cpu-rt-period")]
+    pub cpu_rt_period: Option<u64>,
+    #[arg(long = "cpu-rt-runtime")]
+    pub cpu_rt_runtime: Option<i64>,
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
+    #[arg(long = "kernel-memory")]
+    pub kernel_memory: Option<String>,
+    #[arg(long = "kernel-memory-tcp")]
+    pub kernel_memory_tcp: Option<String>,
+    #[arg(long)]
+    pub memory: Option<String>,
+    #[arg(long = "memory-reservation")]
+    pub memory_reservation: Option<String>,
+    #[arg(long = "memory-swap")]
+    pub memory_swap: Option<String>,
+    #[arg(long = "pids-limit")]
+    pub pids_limit: Option<i64>,
+    /// Container id.
+    pub id: String,
 }

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod container;
+pub mod hooks;
 pub mod init;
 pub mod logging;
 pub mod procinfo;

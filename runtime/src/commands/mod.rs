@@ -1,11 +1,14 @@
 //! One module per subcommand; `dispatch` maps the parsed command line onto them.
 
+mod cgroup_ops;
+mod events;
 mod exec;
 mod features;
 mod lifecycle;
 mod list;
 mod run;
 mod spec;
+mod update_flags;
 
 use crate::cli::{Cli, Command, CreateArgs};
 use crate::container::{CreateError, CreateOpts, DestroyError, WaitError};
@@ -51,6 +54,29 @@ pub enum CmdError {
     Unsupported { what: String },
     #[error("{what}")]
     Usage { what: String },
+    #[error("cannot {verb} container {id}: it is {status}")]
+    WrongState {
+        id: String,
+        status: String,
+        verb: String,
+    },
+    #[error("cannot run ps")]
+    Ps {
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("ps {args} failed: {stderr}")]
+    PsFailed { args: String, stderr: String },
+    #[error("cannot read {path}")]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Cgroup(#[from] crate::cgroups::CgroupError),
+    #[error("i/o error")]
+    Io(#[source] std::io::Error),
     #[error("cannot write to stdout")]
     Stdout(#[source] std::io::Error),
 }
@@ -67,6 +93,19 @@ pub fn dispatch(cli: Cli) -> Result<i32, CmdError> {
             keep,
         } => run::run(root, &opts(create, cli.systemd_cgroup), detach, keep),
         Command::Exec(a) => exec::exec(root, *a),
+        Command::Pause { id } => cgroup_ops::pause(root, &id).map(|()| 0),
+        Command::Resume { id } => cgroup_ops::resume(root, &id).map(|()| 0),
+        Command::Ps {
+            format,
+            id,
+            ps_args,
+        } => cgroup_ops::ps(root, &id, format, &ps_args).map(|()| 0),
+        Command::Update(a) => cgroup_ops::update(root, &a).map(|()| 0),
+        Command::Events {
+            stats,
+            interval,
+            id,
+        } => events::events(root, &id, stats, &interval).map(|()| 0),
         Command::State { id } => lifecycle::state(root, &id).map(|()| 0),
         Command::Kill { id, signal, all } => {
             lifecycle::kill(root, &id, signal.as_deref().unwrap_or("SIGTERM"), all).map(|()| 0)
@@ -88,6 +127,12 @@ fn opts(a: CreateArgs, systemd_cgroup: bool) -> CreateOpts {
         no_new_keyring: a.no_new_keyring,
         preserve_fds: a.preserve_fds,
         systemd_cgroup,
+    }
+}
+
+impl CmdError {
+    fn from_nix(e: nix::Error) -> Self {
+        CmdError::Io(e.into())
     }
 }
 

@@ -76,22 +76,25 @@ fn wait_gone(c: &Container, secs: u64) -> Result<(), DestroyError> {
 /// Stops whatever still runs (when `force` or the container never started) and removes
 /// the cgroup and the state directory.
 pub fn destroy(c: &Container, cgroup: Option<&Cgroup>) -> Result<(), DestroyError> {
+    let opened;
+    let cg = match cgroup {
+        Some(cg) => cg,
+        None => {
+            opened = Cgroup::open(&c.record.cgroup, &c.record.id)?;
+            &opened
+        }
+    };
     let status = c.status();
     if matches!(status, Status::Created | Status::Running | Status::Paused) {
-        let all = !c.record.own_pid_ns;
+        let all = !c.record.own_pid_ns || status == Status::Paused;
+        kill(c, libc::SIGKILL, all)?;
         if status == Status::Paused {
-            // A frozen task cannot die until thawed; the cgroup removal below kills and
-            // thaws through libcgroups, so signal all and carry on.
-            let _ = kill(c, libc::SIGKILL, true);
-        } else {
-            kill(c, libc::SIGKILL, all)?;
-            wait_gone(c, 10)?;
+            // A frozen task only dies once thawed; the SIGKILL is already pending.
+            cg.freeze(false)?;
         }
+        wait_gone(c, 10)?;
     }
-    match cgroup {
-        Some(cg) => cg.remove()?,
-        None => Cgroup::open(&c.record.cgroup, &c.record.id)?.remove()?,
-    }
+    cg.remove()?;
     c.remove_dir()?;
     Ok(())
 }

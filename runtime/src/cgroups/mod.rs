@@ -5,12 +5,16 @@ use std::path::{Path, PathBuf};
 
 use libcgroups::common::{
     create_cgroup_manager, get_cgroup_setup, AnyCgroupManager, AnyManagerError, CgroupConfig,
-    CgroupManager, CgroupSetup, ControllerOpt,
+    CgroupManager, CgroupSetup, ControllerOpt, FreezerState,
 };
+use libcgroups::stats::Stats;
 use nix::unistd::Pid;
 use oci_spec::runtime::LinuxResources;
 
 use crate::state::CgroupRecord;
+
+mod oom;
+pub use oom::OomWatch;
 
 /// Failures of cgroup management; each names the cgroup path.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +46,18 @@ pub enum CgroupError {
     },
     #[error("cannot apply linux.resources to cgroup {path}")]
     Apply {
+        path: PathBuf,
+        #[source]
+        source: Box<AnyManagerError>,
+    },
+    #[error("cannot change the freezer state of cgroup {path}")]
+    Freeze {
+        path: PathBuf,
+        #[source]
+        source: Box<AnyManagerError>,
+    },
+    #[error("cannot read statistics of cgroup {path}")]
+    Stats {
         path: PathBuf,
         #[source]
         source: Box<AnyManagerError>,
@@ -197,6 +213,29 @@ impl Cgroup {
                 source: Box::new(source),
             })?;
         Ok(pids.into_iter().map(Pid::as_raw).collect())
+    }
+
+    /// Freezes or thaws every process in the cgroup (v1 freezer, v2 cgroup.freeze).
+    pub fn freeze(&self, frozen: bool) -> Result<(), CgroupError> {
+        let state = if frozen {
+            FreezerState::Frozen
+        } else {
+            FreezerState::Thawed
+        };
+        self.manager
+            .freeze(state)
+            .map_err(|source| CgroupError::Freeze {
+                path: self.record.path.clone(),
+                source: Box::new(source),
+            })
+    }
+
+    /// Resource usage, as libcgroups reads it.
+    pub fn stats(&self) -> Result<Stats, CgroupError> {
+        self.manager.stats().map_err(|source| CgroupError::Stats {
+            path: self.record.path.clone(),
+            source: Box::new(source),
+        })
     }
 
     /// Kills what is left and removes the cgroup in every controller.
