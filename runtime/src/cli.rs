@@ -24,11 +24,22 @@ pub struct Cli {
     /// Manage cgroups through systemd (cgroupsPath is slice:prefix:name).
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,
+    /// crun's cgroup driver choice; `systemd` equals --systemd-cgroup, `disabled`
+    /// creates and joins no cgroup.
+    #[arg(long = "cgroup-manager", global = true, value_enum)]
+    pub cgroup_manager: Option<CgroupManager>,
     /// Accepted for runc compatibility: "true", "false" or "auto".
     #[arg(long = "rootless", id = "global_rootless", hide = true)]
     pub rootless: Option<String>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CgroupManager {
+    Cgroupfs,
+    Systemd,
+    Disabled,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -43,6 +54,9 @@ pub struct CreateArgs {
     /// Path to the bundle directory.
     #[arg(short, long, default_value = ".")]
     pub bundle: PathBuf,
+    /// Read the config from this file instead of <bundle>/config.json (crun).
+    #[arg(short = 'f', long = "config")]
+    pub config: Option<PathBuf>,
     /// Unix socket that receives the pty master of a terminal container.
     #[arg(long = "console-socket")]
     pub console_socket: Option<PathBuf>,
@@ -115,6 +129,9 @@ pub enum Command {
         /// Signal every process in the container.
         #[arg(short, long)]
         all: bool,
+        /// Treat ID as a regular expression matching container ids (crun).
+        #[arg(short, long)]
+        regex: bool,
     },
     /// Delete a container and what it holds.
     Delete {
@@ -122,6 +139,9 @@ pub enum Command {
         /// Kill the container first if it is running.
         #[arg(short, long)]
         force: bool,
+        /// Treat ID as a regular expression matching container ids (crun).
+        #[arg(short, long)]
+        regex: bool,
     },
     /// List containers.
     List {

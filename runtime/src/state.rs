@@ -74,6 +74,9 @@ impl std::fmt::Display for Status {
 pub struct CgroupRecord {
     pub path: PathBuf,
     pub systemd: bool,
+    /// crun's `--cgroup-manager=disabled`: no cgroup is created or joined.
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 /// What hull keeps about a container between invocations.

@@ -21,6 +21,10 @@ pub use oom::OomWatch;
 pub enum CgroupError {
     #[error("systemd cgroup driver requested, but systemd is not running on this host (no /run/systemd/system)")]
     NoSystemd,
+    #[error("cgroups are disabled for this container (--cgroup-manager=disabled)")]
+    Disabled,
+    #[error("linux.resources sets limits, but cgroups are disabled (--cgroup-manager=disabled)")]
+    LimitsWithoutCgroups,
     #[error("cannot detect the cgroup layout of this host")]
     Setup(#[source] libcgroups::common::GetCgroupSetupError),
     #[error("linux.resources.unified needs cgroup v2, but this host uses cgroup v1")]
@@ -78,7 +82,8 @@ pub enum CgroupError {
 
 /// An open handle on a container's cgroup.
 pub struct Cgroup {
-    manager: AnyCgroupManager,
+    /// `None` with `--cgroup-manager=disabled`.
+    manager: Option<AnyCgroupManager>,
     record: CgroupRecord,
     /// The container's directories in hierarchies libcgroups does not manage.
     extra: Vec<PathBuf>,
@@ -122,6 +127,13 @@ pub fn default_path(configured: Option<&Path>, id: &str, systemd: bool) -> PathB
 impl Cgroup {
     /// Opens (without creating) the cgroup described by `record`.
     pub fn open(record: &CgroupRecord, id: &str) -> Result<Self, CgroupError> {
+        if record.disabled {
+            return Ok(Self {
+                manager: None,
+                record: record.clone(),
+                extra: Vec::new(),
+            });
+        }
         if record.systemd && !libcgroups::systemd::booted() {
             return Err(CgroupError::NoSystemd);
         }
@@ -146,15 +158,22 @@ impl Cgroup {
             _ => Vec::new(),
         };
         Ok(Self {
-            manager,
+            manager: Some(manager),
             record: record.clone(),
             extra,
         })
     }
 
+    fn enabled(&self) -> Result<&AnyCgroupManager, CgroupError> {
+        self.manager.as_ref().ok_or(CgroupError::Disabled)
+    }
+
     /// Adds `pid` (creating the cgroup directories as needed).
     pub fn add(&self, pid: i32) -> Result<(), CgroupError> {
-        self.manager
+        let Some(manager) = &self.manager else {
+            return Ok(());
+        };
+        manager
             .add_task(Pid::from_raw(pid))
             .map_err(|source| CgroupError::AddTask {
                 path: self.record.path.clone(),
@@ -175,6 +194,9 @@ impl Cgroup {
 
     /// Applies every limit in `linux.resources`.
     pub fn apply(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
+        let Some(manager) = &self.manager else {
+            return only_devices(resources);
+        };
         let unified = resources.unified().as_ref().is_some_and(|u| !u.is_empty());
         if unified
             && !matches!(
@@ -195,18 +217,16 @@ impl Cgroup {
             oom_score_adj: None,
             freezer_state: None,
         };
-        self.manager
-            .apply(&opt)
-            .map_err(|source| CgroupError::Apply {
-                path: self.record.path.clone(),
-                source: Box::new(source),
-            })
+        manager.apply(&opt).map_err(|source| CgroupError::Apply {
+            path: self.record.path.clone(),
+            source: Box::new(source),
+        })
     }
 
     /// Pids of every process in the cgroup.
     pub fn pids(&self) -> Result<Vec<i32>, CgroupError> {
         let pids = self
-            .manager
+            .enabled()?
             .get_all_pids()
             .map_err(|source| CgroupError::Pids {
                 path: self.record.path.clone(),
@@ -222,7 +242,7 @@ impl Cgroup {
         } else {
             FreezerState::Thawed
         };
-        self.manager
+        self.enabled()?
             .freeze(state)
             .map_err(|source| CgroupError::Freeze {
                 path: self.record.path.clone(),
@@ -232,20 +252,23 @@ impl Cgroup {
 
     /// Resource usage, as libcgroups reads it.
     pub fn stats(&self) -> Result<Stats, CgroupError> {
-        self.manager.stats().map_err(|source| CgroupError::Stats {
-            path: self.record.path.clone(),
-            source: Box::new(source),
-        })
+        self.enabled()?
+            .stats()
+            .map_err(|source| CgroupError::Stats {
+                path: self.record.path.clone(),
+                source: Box::new(source),
+            })
     }
 
     /// Kills what is left and removes the cgroup in every controller.
     pub fn remove(&self) -> Result<(), CgroupError> {
-        self.manager
-            .remove()
-            .map_err(|source| CgroupError::Remove {
-                path: self.record.path.clone(),
-                source: Box::new(source),
-            })?;
+        let Some(manager) = &self.manager else {
+            return Ok(());
+        };
+        manager.remove().map_err(|source| CgroupError::Remove {
+            path: self.record.path.clone(),
+            source: Box::new(source),
+        })?;
         for dir in &self.extra {
             match std::fs::remove_dir(dir) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -261,9 +284,26 @@ impl Cgroup {
     }
 }
 
+/// With cgroups disabled, only a device list may be present (it is the usual default of
+/// generated configs); any real limit is refused rather than silently dropped.
+fn only_devices(r: &LinuxResources) -> Result<(), CgroupError> {
+    let limits = r.memory().is_some()
+        || r.cpu().is_some()
+        || r.pids().is_some()
+        || r.block_io().is_some()
+        || r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty())
+        || r.network().is_some()
+        || r.unified().as_ref().is_some_and(|u| !u.is_empty());
+    if limits {
+        Err(CgroupError::LimitsWithoutCgroups)
+    } else {
+        Ok(())
+    }
+}
+
 /// True when the cgroup's freezer reports it frozen (v1 freezer.state or v2 cgroup.freeze).
 pub fn is_frozen(record: &CgroupRecord) -> bool {
-    if record.path.as_os_str().is_empty() || record.systemd {
+    if record.path.as_os_str().is_empty() || record.systemd || record.disabled {
         return false;
     }
     let rel = record.path.strip_prefix("/").unwrap_or(&record.path);

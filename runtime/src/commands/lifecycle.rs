@@ -71,3 +71,19 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), CmdError> {
     container::destroy(&c, None)?;
     Ok(())
 }
+
+/// The ids a command acts on: `id` itself, or with `regex` every container whose id
+/// the pattern matches (crun's unanchored POSIX-style search).
+pub fn targets(root: &Path, id: &str, regex: bool) -> Result<Vec<String>, CmdError> {
+    if !regex {
+        return Ok(vec![id.to_owned()]);
+    }
+    let re = regex::Regex::new(id).map_err(|source| CmdError::Regex {
+        pattern: id.into(),
+        source,
+    })?;
+    Ok(crate::state::list_ids(root)?
+        .into_iter()
+        .filter(|i| re.is_match(i))
+        .collect())
+}

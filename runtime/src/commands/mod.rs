@@ -10,7 +10,7 @@ mod run;
 mod spec;
 mod update_flags;
 
-use crate::cli::{Cli, Command, CreateArgs};
+use crate::cli::{CgroupManager, Cli, Command, CreateArgs};
 use crate::container::{CreateError, CreateOpts, DestroyError, WaitError};
 use crate::signal::BadSignal;
 use crate::state::StateError;
@@ -75,6 +75,12 @@ pub enum CmdError {
     },
     #[error(transparent)]
     Cgroup(#[from] crate::cgroups::CgroupError),
+    #[error("invalid id pattern {pattern:?}")]
+    Regex {
+        pattern: String,
+        #[source]
+        source: regex::Error,
+    },
     #[error("i/o error")]
     Io(#[source] std::io::Error),
     #[error("cannot write to stdout")]
@@ -84,14 +90,18 @@ pub enum CmdError {
 /// Runs the command; returns the process exit code.
 pub fn dispatch(cli: Cli) -> Result<i32, CmdError> {
     let root = cli.root.as_path();
+    let driver = Driver {
+        systemd: cli.systemd_cgroup || cli.cgroup_manager == Some(CgroupManager::Systemd),
+        disabled: cli.cgroup_manager == Some(CgroupManager::Disabled),
+    };
     match cli.command {
-        Command::Create(a) => lifecycle::create(root, &opts(a, cli.systemd_cgroup)).map(|()| 0),
+        Command::Create(a) => lifecycle::create(root, &opts(a, &driver)).map(|()| 0),
         Command::Start { id } => lifecycle::start(root, &id).map(|()| 0),
         Command::Run {
             create,
             detach,
             keep,
-        } => run::run(root, &opts(create, cli.systemd_cgroup), detach, keep),
+        } => run::run(root, &opts(create, &driver), detach, keep),
         Command::Exec(a) => exec::exec(root, *a),
         Command::Pause { id } => cgroup_ops::pause(root, &id).map(|()| 0),
         Command::Resume { id } => cgroup_ops::resume(root, &id).map(|()| 0),
@@ -107,26 +117,48 @@ pub fn dispatch(cli: Cli) -> Result<i32, CmdError> {
             id,
         } => events::events(root, &id, stats, &interval).map(|()| 0),
         Command::State { id } => lifecycle::state(root, &id).map(|()| 0),
-        Command::Kill { id, signal, all } => {
-            lifecycle::kill(root, &id, signal.as_deref().unwrap_or("SIGTERM"), all).map(|()| 0)
+        Command::Kill {
+            id,
+            signal,
+            all,
+            regex,
+        } => {
+            let sig = signal.as_deref().unwrap_or("SIGTERM");
+            for id in lifecycle::targets(root, &id, regex)? {
+                lifecycle::kill(root, &id, sig, all)?;
+            }
+            Ok(0)
         }
-        Command::Delete { id, force } => lifecycle::delete(root, &id, force).map(|()| 0),
+        Command::Delete { id, force, regex } => {
+            for id in lifecycle::targets(root, &id, regex)? {
+                lifecycle::delete(root, &id, force)?;
+            }
+            Ok(0)
+        }
         Command::List { quiet, format } => list::list(root, quiet, format).map(|()| 0),
         Command::Spec { bundle, rootless } => spec::write(bundle.as_deref(), rootless).map(|()| 0),
         Command::Features => features::print_features().map(|()| 0),
     }
 }
 
-fn opts(a: CreateArgs, systemd_cgroup: bool) -> CreateOpts {
+/// The cgroup driver the global flags select.
+struct Driver {
+    systemd: bool,
+    disabled: bool,
+}
+
+fn opts(a: CreateArgs, driver: &Driver) -> CreateOpts {
     CreateOpts {
         id: a.id,
         bundle: a.bundle,
+        config: a.config,
+        cgroups_disabled: driver.disabled,
         console_socket: a.console_socket,
         pid_file: a.pid_file,
         no_pivot: a.no_pivot,
         no_new_keyring: a.no_new_keyring,
         preserve_fds: a.preserve_fds,
-        systemd_cgroup,
+        systemd_cgroup: driver.systemd,
     }
 }
 

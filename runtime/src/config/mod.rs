@@ -78,7 +78,12 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Spec, ConfigError> {
 
 /// Loads and validates `<bundle>/config.json`.
 pub fn load(bundle: &Path) -> Result<Spec, ConfigError> {
-    let path = bundle.join("config.json");
+    load_file(&bundle.join("config.json"))
+}
+
+/// Loads and validates the config file at `path`.
+pub fn load_file(path: &Path) -> Result<Spec, ConfigError> {
+    let path = path.to_owned();
     let bytes = std::fs::read(&path).map_err(|source| ConfigError::Read {
         path: path.clone(),
         source,

@@ -26,6 +26,10 @@ use crate::{procinfo, sys, timefmt};
 pub struct CreateOpts {
     pub id: String,
     pub bundle: PathBuf,
+    /// A config file other than `<bundle>/config.json` (crun's `--config`).
+    pub config: Option<PathBuf>,
+    /// crun's `--cgroup-manager=disabled`.
+    pub cgroups_disabled: bool,
     pub console_socket: Option<PathBuf>,
     pub pid_file: Option<PathBuf>,
     pub no_pivot: bool,
@@ -146,7 +150,10 @@ pub fn create(root: &Path, opts: &CreateOpts, mode: Mode) -> Result<Created, Cre
         path: opts.bundle.clone(),
         source,
     })?;
-    let spec = config::load(&bundle)?;
+    let spec = match &opts.config {
+        Some(path) => config::load_file(path)?,
+        None => config::load(&bundle)?,
+    };
     let plan = namespaces::plan(&spec)?;
     let root_path = bundle.join(spec.root().as_ref().expect("validated").path());
     let rootfs = std::fs::canonicalize(&root_path).map_err(|source| CreateError::Bundle {
@@ -181,6 +188,7 @@ pub fn create(root: &Path, opts: &CreateOpts, mode: Mode) -> Result<Created, Cre
             cgroup: CgroupRecord {
                 path: cgroup_path,
                 systemd: opts.systemd_cgroup,
+                disabled: opts.cgroups_disabled,
             },
             own_pid_ns: plan.new_pid,
             creating: true,
