@@ -266,3 +266,14 @@ pub struct UpdateArgs {
     /// Container id.
     pub id: String,
 }
+
+impl Command {
+    /// Commands whose processes run hull code inside a container's namespaces; they run
+    /// from a sealed copy of the binary (see `sys::exe`).
+    pub fn enters_container(&self) -> bool {
+        matches!(
+            self,
+            Command::Create(_) | Command::Run { .. } | Command::Exec(_)
+        )
+    }
+}

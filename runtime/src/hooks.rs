@@ -6,7 +6,8 @@
 //! `poll`, never with sleeps: the hook is killed with SIGKILL when it expires, and reaped.
 //!
 //! The state is fed through a non-blocking pipe inside the same `poll` loop, so a hook that
-//! never reads its stdin cannot block hull (nor make it miss the timeout); EPIPE is ignored.
+//! never reads its stdin cannot block hull (nor make it miss the timeout); EPIPE is ignored
+//! (SIGPIPE is ignored meanwhile, whatever the caller's disposition).
 //!
 //! hull is single-threaded, so spawning with `std::process::Command` is sound.
 
@@ -191,6 +192,9 @@ fn feed_and_wait(
     if data.is_empty() {
         stdin = None;
     }
+    // In the container init SIGPIPE may be back to its default action, which would kill
+    // us when a hook exits without reading; with it ignored, the write fails with EPIPE.
+    let _sigpipe = sys::ignore_sigpipe()?;
     loop {
         let Some(timeout) = poll_timeout(deadline) else {
             return Ok(false);
@@ -459,6 +463,38 @@ mod tests {
             Some(30),
         );
         run(Phase::Prestart, &[h], &big).unwrap();
+    }
+
+    /// Set for the re-executed test binary, whose signal dispositions are then reset.
+    const SIGPIPE_CHILD_ENV: &str = "HULL_HOOKS_SIGPIPE_CHILD";
+
+    /// Runs only inside the child of `epipe_is_harmless_with_default_sigpipe`: like the
+    /// container init after it reset its signals, SIGPIPE has its default action there.
+    #[test]
+    fn sigpipe_child() {
+        if std::env::var_os(SIGPIPE_CHILD_ENV).is_none() {
+            return;
+        }
+        sys::reset_signals().unwrap();
+        let big = vec![b'x'; 4 << 20];
+        // The hook closes its stdin at once and lingers: our writes must fail with EPIPE.
+        let h = sh("exec 0<&-; sleep 0.2", &[PATH], Some(10));
+        run(Phase::StartContainer, &[h], &big).unwrap();
+    }
+
+    #[test]
+    fn epipe_is_harmless_with_default_sigpipe() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "hooks::tests::sigpipe_child", "--test-threads=1"])
+            .env(SIGPIPE_CHILD_ENV, "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{:?} {text}", out.status);
+        assert!(
+            text.contains("1 passed"),
+            "the child test did not run: {text}"
+        );
     }
 
     fn container(pid: i32, annotations: HashMap<String, String>) -> Container {

@@ -4,6 +4,7 @@
 //! init straight into its namespaces, finishes the parent-side setup (id maps, cgroup,
 //! limits) and waits on a sync socket until the init is ready. See docs/design/runtime.md.
 
+pub mod apparmor;
 pub mod cgroups;
 pub mod cli;
 pub mod commands;
@@ -11,9 +12,11 @@ pub mod config;
 pub mod container;
 pub mod hooks;
 pub mod init;
+pub mod landlock;
 pub mod logging;
 pub mod procinfo;
 pub mod report;
+pub mod seccomp;
 pub mod signal;
 pub mod state;
 pub mod sync;

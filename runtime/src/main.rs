@@ -7,6 +7,11 @@ use hull::{cli::Cli, commands, logging, report};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.command.enters_container() && !hull::sys::running_sealed() {
+        let Err(e) = hull::sys::reexec_sealed();
+        eprintln!("hull: cannot re-execute from a sealed copy of the binary: {e}");
+        return ExitCode::from(1);
+    }
     logging::init(cli.log.as_deref(), cli.log_format, cli.debug);
     let logged = cli.log.is_some();
     match commands::dispatch(cli) {

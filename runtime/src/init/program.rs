@@ -85,6 +85,33 @@ fn look_path(name: &str, path_var: &str) -> Result<PathBuf, ProgramError> {
     })
 }
 
+/// Changes to `cwd` resolved inside the container's root (now `/`), refusing magic links
+/// such as /proc/self/fd/N: an fd inherited from the caller must not become a working
+/// directory outside the container (CVE-2024-21626). The result is checked with getcwd,
+/// which fails for a directory the root cannot reach.
+fn enter_cwd(cwd: &Path) -> io::Result<()> {
+    let rel = cwd.strip_prefix("/").unwrap_or(cwd);
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    let slash = sys::open_path(Path::new("/"), libc::O_PATH | libc::O_DIRECTORY)?;
+    let resolve = sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS;
+    let dir = sys::openat2(
+        std::os::fd::AsFd::as_fd(&slash),
+        rel,
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+        resolve,
+    )?;
+    nix::unistd::fchdir(std::os::fd::AsRawFd::as_raw_fd(&dir))?;
+    match nix::unistd::getcwd() {
+        Ok(p) if p.is_absolute() => Ok(()),
+        Ok(_) | Err(_) => Err(io::Error::from_raw_os_error(libc::ENOENT)),
+    }
+}
+
 fn cstrings(v: &[String]) -> Result<Vec<CString>, ProgramError> {
     v.iter()
         .map(|s| CString::new(s.as_bytes()).map_err(|_| ProgramError::Nul))
@@ -95,9 +122,9 @@ impl Program {
     /// Changes to process.cwd and resolves the executable, as the container's user.
     pub fn resolve(process: &Process) -> Result<Self, ProgramError> {
         let cwd = process.cwd();
-        nix::unistd::chdir(cwd.as_path()).map_err(|e| ProgramError::Cwd {
+        enter_cwd(cwd).map_err(|source| ProgramError::Cwd {
             path: cwd.clone(),
-            source: e.into(),
+            source,
         })?;
         let args = process.args().clone().unwrap_or_default();
         let env = process.env().clone().unwrap_or_default();

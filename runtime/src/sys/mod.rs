@@ -4,10 +4,12 @@
 //! invariants its syscall needs (valid pointers, owned fds), so that callers
 //! never hold raw pointers or raw fds.
 
+mod exe;
 mod fs;
 mod mount;
 mod process;
 
+pub use exe::*;
 pub use fs::*;
 pub use mount::*;
 pub use process::*;
@@ -31,3 +33,11 @@ fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
         Ok(ret)
     }
 }
+
+mod landlock;
+pub use landlock::*;
+mod sigpipe;
+pub use sigpipe::*;
+
+mod seccomp;
+pub use seccomp::*;
