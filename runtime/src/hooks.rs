@@ -112,7 +112,8 @@ pub enum HookFailure {
 /// Runs each hook of `phase` in order, with `state_json` on its stdin.
 ///
 /// argv is the hook's `args` (`args[0]` is argv[0]; the path when `args` is empty), the
-/// environment is exactly the hook's `env` (empty when it has none). Returns the first
+/// environment is exactly the hook's `env`, or hull's own when it has none (as runc,
+/// whose Go exec inherits the environment for a nil `Env`). Returns the first
 /// failure, naming the phase, the index and the path.
 pub fn run(phase: Phase, hooks: &[Hook], state_json: &[u8]) -> Result<(), HookError> {
     for (index, hook) in hooks.iter().enumerate() {
@@ -164,10 +165,12 @@ fn command(hook: &Hook) -> Command {
     if let Some((arg0, rest)) = hook.args().as_deref().and_then(<[String]>::split_first) {
         cmd.arg0(arg0).args(rest);
     }
-    cmd.env_clear();
-    for entry in hook.env().as_deref().unwrap_or_default() {
-        let (key, value) = entry.split_once('=').unwrap_or((entry, ""));
-        cmd.env(key, value);
+    if let Some(env) = hook.env() {
+        cmd.env_clear();
+        for entry in env {
+            let (key, value) = entry.split_once('=').unwrap_or((entry, ""));
+            cmd.env(key, value);
+        }
     }
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::inherit())
@@ -359,9 +362,10 @@ mod tests {
             None,
         );
         run(Phase::Prestart, &[h], b"{}").unwrap();
+        // Without `env` the hook inherits ours, as with runc.
         let no_env: Hook = serde_json::from_value(serde_json::json!({
             "path": "/bin/sh",
-            "args": ["sh", "-c", r#"[ -z "${HOME+x}" ] || exit 4"#],
+            "args": ["sh", "-c", r#"[ -n "${PATH+x}" ] || exit 4"#],
         }))
         .unwrap();
         run(Phase::Prestart, &[no_env], b"{}").unwrap();
@@ -541,5 +545,18 @@ mod tests {
         assert_eq!(Phase::CreateRuntime.select(&hooks).len(), 2);
         assert_eq!(Phase::Poststop.select(&hooks)[0].path(), Path::new("/c"));
         assert!(Phase::Prestart.select(&hooks).is_empty());
+    }
+}
+
+/// Runs the `phase` hooks recorded for `c` (poststart, poststop), whose failures
+/// runtime-spec makes warnings: the lifecycle goes on, and the failure is logged.
+pub fn run_warning_only(phase: Phase, c: &Container, status: Status) {
+    let Some(hooks) = &c.record.hooks else { return };
+    let list = phase.select(hooks);
+    if list.is_empty() {
+        return;
+    }
+    if let Err(e) = run(phase, list, &state_json(c, status)) {
+        tracing::warn!("{}", crate::report::chain(&e));
     }
 }

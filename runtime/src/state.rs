@@ -100,6 +100,9 @@ pub struct Record {
     /// Set while `create` is in progress.
     #[serde(default)]
     pub creating: bool,
+    /// The config's hooks, for the phases that run after `create` (poststart, poststop).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<oci_spec::runtime::Hooks>,
 }
 
 /// The JSON `state` and `list -f json` print, in runc's field order.
@@ -302,6 +305,7 @@ mod tests {
                 cgroup: CgroupRecord::default(),
                 own_pid_ns: true,
                 creating: true,
+                hooks: None,
             },
         };
         c.save().unwrap();

@@ -19,6 +19,9 @@ pub enum Msg {
     Ready,
     /// Parent → init: start now (used by `run`, which needs no exec fifo).
     Start,
+    /// Init → parent: mounts are done; run the prestart and createRuntime hooks, then
+    /// answer `Go`.
+    Hooks,
     /// Init → parent: a step failed.
     Error { errno: i32, message: String },
 }
@@ -58,6 +61,7 @@ fn encode(msg: &Msg) -> Vec<u8> {
         Msg::Go => vec![b'G'],
         Msg::Ready => vec![b'R'],
         Msg::Start => vec![b'S'],
+        Msg::Hooks => vec![b'H'],
         Msg::Error { errno, message } => {
             let mut v = vec![b'E'];
             v.extend_from_slice(&errno.to_le_bytes());
@@ -72,6 +76,7 @@ fn decode(buf: &[u8]) -> Result<Msg, SyncError> {
         [b'G'] => Ok(Msg::Go),
         [b'R'] => Ok(Msg::Ready),
         [b'S'] => Ok(Msg::Start),
+        [b'H'] => Ok(Msg::Hooks),
         [b'E', a, b, c, d, rest @ ..] => Ok(Msg::Error {
             errno: i32::from_le_bytes([*a, *b, *c, *d]),
             message: String::from_utf8_lossy(rest).into_owned(),
@@ -115,6 +120,7 @@ mod tests {
             Msg::Go,
             Msg::Ready,
             Msg::Start,
+            Msg::Hooks,
             Msg::Error {
                 errno: 2,
                 message: "chdir to `/nope`".into(),

@@ -45,14 +45,14 @@ pub fn features_json() -> serde_json::Value {
     serde_json::json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": "1.3.0",
-        "hooks": [],
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
         "mountOptions": MOUNT_OPTIONS,
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": caps,
             "cgroup": { "v1": true, "v2": true, "systemd": true, "systemdUser": false, "rdma": false },
             "seccomp": { "enabled": false },
-            "apparmor": { "enabled": false },
+            "apparmor": { "enabled": crate::apparmor::is_enabled() },
             "selinux": { "enabled": false },
             "intelRdt": { "enabled": false },
             "mountExtensions": { "idmap": { "enabled": false } }
@@ -79,10 +79,6 @@ mod tests {
             .unwrap()
             .iter()
             .any(|c| c == "CAP_SYS_ADMIN"));
-        assert_eq!(
-            f["hooks"].as_array().unwrap().len(),
-            0,
-            "hooks are not implemented yet"
-        );
+        assert_eq!(f["hooks"].as_array().unwrap().len(), 6);
     }
 }

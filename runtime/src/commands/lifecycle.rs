@@ -6,6 +6,7 @@ use std::path::Path;
 
 use super::{print, CmdError};
 use crate::container::{self, CreateOpts, Mode};
+use crate::hooks::{self, Phase};
 use crate::signal;
 use crate::state::{Container, StateError, Status};
 
@@ -37,7 +38,9 @@ pub fn start(root: &Path, id: &str) -> Result<(), CmdError> {
         .open(&fifo)
         .map_err(err)?;
     std::fs::remove_file(&fifo).map_err(err)?;
-    f.write_all(&[0]).map_err(err)
+    f.write_all(&[0]).map_err(err)?;
+    hooks::run_warning_only(Phase::Poststart, &c, Status::Running);
+    Ok(())
 }
 
 pub fn state(root: &Path, id: &str) -> Result<(), CmdError> {
@@ -69,6 +72,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), CmdError> {
         });
     }
     container::destroy(&c, None)?;
+    hooks::run_warning_only(Phase::Poststop, &c, Status::Stopped);
     Ok(())
 }
 

@@ -4,6 +4,8 @@ use std::path::Path;
 
 use super::CmdError;
 use crate::container::{self, CreateError, CreateOpts, Mode};
+use crate::hooks::{self, Phase};
+use crate::state::Status;
 use crate::sync::Msg;
 
 pub fn run(root: &Path, opts: &CreateOpts, detach: bool, keep: bool) -> Result<i32, CmdError> {
@@ -22,12 +24,14 @@ pub fn run(root: &Path, opts: &CreateOpts, detach: bool, keep: bool) -> Result<i
         let _ = container::destroy(&created.container, Some(&created.cgroup));
         return Err(CreateError::Init { errno, message }.into());
     }
+    hooks::run_warning_only(Phase::Poststart, &created.container, Status::Running);
     if detach {
         return Ok(0);
     }
     let code = container::wait_for_exit(created.pid(), &created.pidfd)?;
     if !keep {
         container::destroy(&created.container, Some(&created.cgroup))?;
+        hooks::run_warning_only(Phase::Poststop, &created.container, Status::Stopped);
     }
     Ok(code)
 }

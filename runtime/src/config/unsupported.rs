@@ -15,26 +15,34 @@ fn not_yet(field: &str, what: &str) -> Invalid {
     }
 }
 
-/// True when the host has a security module enabled, read from sysfs.
-fn lsm_enabled(flag_file: &str) -> bool {
-    std::fs::read_to_string(flag_file).is_ok_and(|s| matches!(s.trim(), "Y" | "1"))
+/// Every hook list of the config with its JSON name.
+fn hook_lists(spec: &Spec) -> Vec<(&'static str, &[oci_spec::runtime::Hook])> {
+    let Some(h) = spec.hooks() else {
+        return Vec::new();
+    };
+    [
+        ("prestart", h.prestart()),
+        ("createRuntime", h.create_runtime()),
+        ("createContainer", h.create_container()),
+        ("startContainer", h.start_container()),
+        ("poststart", h.poststart()),
+        ("poststop", h.poststop()),
+    ]
+    .into_iter()
+    .map(|(name, l)| (name, l.as_deref().unwrap_or_default()))
+    .collect()
 }
 
 /// Refuses fields hull cannot honour.
 pub fn check(spec: &Spec) -> Result<(), Invalid> {
-    if let Some(h) = spec.hooks() {
-        let any = [
-            h.prestart(),
-            h.create_runtime(),
-            h.create_container(),
-            h.start_container(),
-            h.poststart(),
-            h.poststop(),
-        ]
-        .iter()
-        .any(|l| l.as_ref().is_some_and(|l| !l.is_empty()));
-        if any {
-            return Err(not_yet("hooks", "running hooks"));
+    for (phase, list) in hook_lists(spec) {
+        for (i, h) in list.iter().enumerate() {
+            if h.timeout().is_some_and(|t| t <= 0) {
+                return Err(Invalid {
+                    field: format!("hooks.{phase}[{i}].timeout"),
+                    reason: "must be a positive number of seconds".into(),
+                });
+            }
         }
     }
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
@@ -59,14 +67,16 @@ fn check_process(spec: &Spec) -> Result<(), Invalid> {
     if p.exec_cpu_affinity().is_some() {
         return Err(not_yet("process.execCPUAffinity", "CPU affinity at exec"));
     }
-    // Like runc: a label or profile for a security module the kernel does not run is
-    // ignored, since there is nothing to apply it to.
-    if p.apparmor_profile().is_some() && lsm_enabled("/sys/module/apparmor/parameters/enabled") {
-        return Err(not_yet(
-            "process.apparmorProfile",
-            "applying an AppArmor profile",
-        ));
+    // runc fails here too (its write to attr/exec gets EINVAL); say why instead.
+    let profile = p.apparmor_profile().as_ref().is_some_and(|p| !p.is_empty());
+    if profile && !crate::apparmor::is_enabled() {
+        return Err(Invalid {
+            field: "process.apparmorProfile".into(),
+            reason: "AppArmor is not enabled on this host".into(),
+        });
     }
+    // An SELinux label on a host without SELinux is ignored, as runc's selinux package
+    // does when SELinux is disabled.
     if p.selinux_label().is_some() && Path::new("/sys/fs/selinux/enforce").exists() {
         return Err(not_yet("process.selinuxLabel", "applying an SELinux label"));
     }
@@ -120,8 +130,8 @@ mod tests {
             Some("linux.seccomp")
         );
         assert_eq!(
-            field(r#""hooks":{"prestart":[{"path":"/bin/true"}]}"#).as_deref(),
-            Some("hooks")
+            field(r#""hooks":{"prestart":[{"path":"/bin/true","timeout":0}]}"#).as_deref(),
+            Some("hooks.prestart[0].timeout")
         );
         assert_eq!(
             field(r#""linux":{"personality":{"domain":"LINUX"}}"#).as_deref(),

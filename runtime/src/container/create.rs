@@ -16,8 +16,9 @@ use oci_spec::runtime::{LinuxIdMapping, Spec};
 
 use crate::cgroups::{self, Cgroup, CgroupError};
 use crate::config::{self, ConfigError};
+use crate::hooks::Phase;
 use crate::init::{self, namespaces, namespaces::NsError, InitConfig};
-use crate::state::{self, CgroupRecord, Container, Record, StateError};
+use crate::state::{self, CgroupRecord, Container, Record, StateError, Status};
 use crate::sync::{self, Channel, Msg, SyncError};
 use crate::{procinfo, sys, timefmt};
 
@@ -94,6 +95,10 @@ pub enum CreateError {
     /// The init reported a failed step; the message carries the step and its cause.
     #[error("--preserve-fds {count}: file descriptor {fd} is not open")]
     PreservedFd { count: u32, fd: i32 },
+    #[error(transparent)]
+    Hook(#[from] crate::hooks::HookError),
+    #[error(transparent)]
+    Landlock(#[from] crate::landlock::LandlockError),
     #[error("container init failed: {message}")]
     Init { errno: i32, message: String },
     #[error("container init exited during setup without a report")]
@@ -143,8 +148,16 @@ fn owner() -> String {
         .map_or_else(|| format!("#{uid}"), |u| u.name)
 }
 
-/// Creates container `opts.id` under `root`.
-pub fn create(root: &Path, opts: &CreateOpts, mode: Mode) -> Result<Created, CreateError> {
+/// A bundle read and checked, before anything is created.
+struct Loaded {
+    bundle: PathBuf,
+    rootfs: PathBuf,
+    spec: Spec,
+    plan: namespaces::NsPlan,
+    landlock: Option<crate::landlock::Ruleset>,
+}
+
+fn load(opts: &CreateOpts) -> Result<Loaded, CreateError> {
     check_preserved_fds(opts.preserve_fds)?;
     let bundle = std::fs::canonicalize(&opts.bundle).map_err(|source| CreateError::Bundle {
         path: opts.bundle.clone(),
@@ -160,12 +173,52 @@ pub fn create(root: &Path, opts: &CreateOpts, mode: Mode) -> Result<Created, Cre
         path: root_path.clone(),
         source,
     })?;
-    let linux = spec.linux().as_ref();
+    let landlock = spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(crate::landlock::ANNOTATION))
+        .map(|text| crate::landlock::parse(text))
+        .transpose()?;
+    Ok(Loaded {
+        bundle,
+        rootfs,
+        spec,
+        plan,
+        landlock,
+    })
+}
+
+fn new_record(opts: &CreateOpts, l: &Loaded) -> Record {
+    let linux = l.spec.linux().as_ref();
     let cgroup_path = cgroups::default_path(
         linux.and_then(|l| l.cgroups_path().as_deref()),
         &opts.id,
         opts.systemd_cgroup,
     );
+    Record {
+        oci_version: l.spec.version().clone(),
+        id: opts.id.clone(),
+        pid: 0,
+        pid_start: 0,
+        bundle: l.bundle.clone(),
+        rootfs: l.rootfs.clone(),
+        created: timefmt::rfc3339_nano(SystemTime::now()),
+        annotations: l.spec.annotations().clone().unwrap_or_default(),
+        owner: owner(),
+        cgroup: CgroupRecord {
+            path: cgroup_path,
+            systemd: opts.systemd_cgroup,
+            disabled: opts.cgroups_disabled,
+        },
+        own_pid_ns: l.plan.new_pid,
+        creating: true,
+        hooks: l.spec.hooks().clone(),
+    }
+}
+
+/// Creates container `opts.id` under `root`.
+pub fn create(root: &Path, opts: &CreateOpts, mode: Mode) -> Result<Created, CreateError> {
+    let l = load(opts)?;
     let dir = state::create_dir(root, &opts.id)?;
     let mut rollback = Rollback {
         dir: Some(dir.clone()),
@@ -175,27 +228,10 @@ pub fn create(root: &Path, opts: &CreateOpts, mode: Mode) -> Result<Created, Cre
     };
     let mut container = Container {
         dir,
-        record: Record {
-            oci_version: spec.version().clone(),
-            id: opts.id.clone(),
-            pid: 0,
-            pid_start: 0,
-            bundle: bundle.clone(),
-            rootfs: rootfs.clone(),
-            created: timefmt::rfc3339_nano(SystemTime::now()),
-            annotations: spec.annotations().clone().unwrap_or_default(),
-            owner: owner(),
-            cgroup: CgroupRecord {
-                path: cgroup_path,
-                systemd: opts.systemd_cgroup,
-                disabled: opts.cgroups_disabled,
-            },
-            own_pid_ns: plan.new_pid,
-            creating: true,
-        },
+        record: new_record(opts, &l),
     };
     container.save()?;
-    container.save_config(&spec)?;
+    container.save_config(&l.spec)?;
     rollback.cgroup = Some(Cgroup::open(&container.record.cgroup, &opts.id)?);
     let fifo = (mode == Mode::Create).then(|| container.fifo());
     if let Some(path) = &fifo {
@@ -206,60 +242,11 @@ pub fn create(root: &Path, opts: &CreateOpts, mode: Mode) -> Result<Created, Cre
             }
         })?;
     }
-    let console = match &opts.console_socket {
-        Some(path) => Some(OwnedFd::from(UnixStream::connect(path).map_err(
-            |source| CreateError::ConsoleSocket {
-                path: path.clone(),
-                source,
-            },
-        )?)),
-        None => None,
-    };
-    let joins = namespaces::open_joins(&plan)?;
-    if let Some(pidns) = &plan.join_pid {
-        namespaces::join_pid_for_children(pidns)?;
-    }
-    let (parent_end, init_end) = sync::pair()?;
-    let cfg = InitConfig {
-        spec: &spec,
-        bundle: &bundle,
-        rootfs: &rootfs,
-        ns: &plan,
-        joins: &joins,
-        channel: &init_end,
-        console: console.as_ref(),
-        fifo: fifo.as_deref(),
-        no_pivot: opts.no_pivot,
-        no_new_keyring: opts.no_new_keyring,
-        preserve_fds: opts.preserve_fds,
-        id: &opts.id,
-    };
-    let (pid, pidfd) =
-        match sys::clone_process(plan.clone_flags, None).map_err(CreateError::Clone)? {
-            sys::Forked::Child => {
-                // The parent's end must not survive into the container.
-                drop(parent_end);
-                init::run(&cfg)
-            }
-            sys::Forked::Parent { pid, pidfd } => (pid, pidfd),
-        };
-    drop(init_end);
-    drop(console);
-    drop(joins);
-    rollback.pid = pid;
-    rollback.pidfd = Some(pidfd);
-    prepare_init(
-        pid,
-        &spec,
-        plan.new_user,
-        rollback.cgroup.as_ref().expect("set above"),
-    )?;
-    parent_end.send(&Msg::Go)?;
-    match parent_end.recv()? {
-        Some(Msg::Ready) => {}
-        Some(Msg::Error { errno, message }) => return Err(CreateError::Init { errno, message }),
-        _ => return Err(CreateError::InitVanished),
-    }
+    let (pid, channel) = spawn(opts, &l, fifo.as_deref(), &mut rollback)?;
+    let cgroup = rollback.cgroup.as_ref().expect("set above");
+    prepare_init(pid, &l.spec, l.plan.new_user, cgroup)?;
+    channel.send(&Msg::Go)?;
+    await_ready(&channel, &container, pid)?;
     let (start, _) = procinfo::stat(pid).ok_or(CreateError::InitVanished)?;
     container.record.pid = pid;
     container.record.pid_start = start;
@@ -278,9 +265,87 @@ pub fn create(root: &Path, opts: &CreateOpts, mode: Mode) -> Result<Created, Cre
         container,
         cgroup,
         pidfd,
-        channel: parent_end,
-        spec,
+        channel,
+        spec: l.spec,
     })
+}
+
+/// Clones the init; returns its pid and the parent's end of the sync channel.
+fn spawn(
+    opts: &CreateOpts,
+    l: &Loaded,
+    fifo: Option<&Path>,
+    rollback: &mut Rollback,
+) -> Result<(i32, Channel), CreateError> {
+    let console = match &opts.console_socket {
+        Some(path) => Some(OwnedFd::from(UnixStream::connect(path).map_err(
+            |source| CreateError::ConsoleSocket {
+                path: path.clone(),
+                source,
+            },
+        )?)),
+        None => None,
+    };
+    let joins = namespaces::open_joins(&l.plan)?;
+    if let Some(pidns) = &l.plan.join_pid {
+        namespaces::join_pid_for_children(pidns)?;
+    }
+    let (parent_end, init_end) = sync::pair()?;
+    let cfg = InitConfig {
+        spec: &l.spec,
+        bundle: &l.bundle,
+        rootfs: &l.rootfs,
+        ns: &l.plan,
+        joins: &joins,
+        channel: &init_end,
+        console: console.as_ref(),
+        fifo,
+        no_pivot: opts.no_pivot,
+        no_new_keyring: opts.no_new_keyring,
+        preserve_fds: opts.preserve_fds,
+        id: &opts.id,
+        landlock: l.landlock.as_ref(),
+    };
+    match sys::clone_process(l.plan.clone_flags, None).map_err(CreateError::Clone)? {
+        sys::Forked::Child => {
+            // The parent's end must not survive into the container.
+            drop(parent_end);
+            init::run(&cfg)
+        }
+        sys::Forked::Parent { pid, pidfd } => {
+            rollback.pid = pid;
+            rollback.pidfd = Some(pidfd);
+            Ok((pid, parent_end))
+        }
+    }
+}
+
+/// Waits for the init's `Ready`, running the prestart and createRuntime hooks when it
+/// asks for them.
+fn await_ready(channel: &Channel, c: &Container, pid: i32) -> Result<(), CreateError> {
+    loop {
+        match channel.recv()? {
+            Some(Msg::Ready) => return Ok(()),
+            Some(Msg::Hooks) => {
+                let hooks = c
+                    .record
+                    .hooks
+                    .as_ref()
+                    .expect("init asks only when hooks exist");
+                let mut state = crate::hooks::State::of(c, Status::Creating);
+                state.pid = pid;
+                let json = state.to_json();
+                for phase in [Phase::Prestart, Phase::CreateRuntime] {
+                    crate::hooks::run(phase, phase.select(hooks), &json)?;
+                }
+                channel.send(&Msg::Go)?;
+            }
+            Some(Msg::Error { errno, message }) => {
+                return Err(CreateError::Init { errno, message })
+            }
+            _ => return Err(CreateError::InitVanished),
+        }
+    }
 }
 
 /// Every fd `--preserve-fds` promises must be open before hull opens anything, or one of

@@ -54,6 +54,8 @@ pub enum ExecError {
     #[error(transparent)]
     State(#[from] StateError),
     #[error(transparent)]
+    Landlock(#[from] crate::landlock::LandlockError),
+    #[error(transparent)]
     Cgroup(#[from] CgroupError),
     #[error(transparent)]
     Sync(#[from] SyncError),
@@ -154,6 +156,12 @@ pub fn exec(c: &Container, opts: &ExecOpts) -> Result<Execed, ExecError> {
         None => None,
     };
     let cgroup = Cgroup::open(&r.cgroup, &r.id)?;
+    let landlock = spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(crate::landlock::ANNOTATION))
+        .map(|text| crate::landlock::parse(text))
+        .transpose()?;
     let (parent_end, child_end) = sync::pair()?;
     let cfg = ExecConfig {
         process: &opts.process,
@@ -161,6 +169,7 @@ pub fn exec(c: &Container, opts: &ExecOpts) -> Result<Execed, ExecError> {
         channel: &child_end,
         console: console.as_ref(),
         preserve_fds: opts.preserve_fds,
+        landlock: landlock.as_ref(),
     };
     let (pid, pidfd) = match sys::clone_process(0, None).map_err(ExecError::Clone)? {
         sys::Forked::Child => {

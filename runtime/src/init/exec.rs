@@ -9,7 +9,7 @@ use std::os::fd::OwnedFd;
 use nix::sched::CloneFlags;
 use oci_spec::runtime::Process;
 
-use super::{console, credentials, program, InitError};
+use super::{console, program, InitError};
 use crate::report::chain;
 use crate::sync::{Channel, Msg};
 use crate::sys;
@@ -22,6 +22,8 @@ pub struct ExecConfig<'a> {
     pub channel: &'a Channel,
     pub console: Option<&'a OwnedFd>,
     pub preserve_fds: u32,
+    /// The container's `run.oci.hull.landlock` ruleset, which binds exec'd processes too.
+    pub landlock: Option<&'a crate::landlock::Ruleset>,
 }
 
 /// Runs the exec child to its execve. Never returns.
@@ -60,13 +62,7 @@ fn setup(cfg: &ExecConfig) -> Result<program::Program, InitError> {
     if p.terminal().unwrap_or(false) {
         console::setup(cfg.console.ok_or(InitError::NoConsoleSocket)?, false)?;
     }
-    credentials::set_rlimits(p.rlimits().as_deref().unwrap_or_default())?;
-    let caps = p.capabilities().as_ref();
-    credentials::drop_bounding(caps)?;
-    credentials::set_user(p)?;
-    let program = program::Program::resolve(p)?;
-    credentials::set_caps(caps)?;
-    credentials::finish(p)?;
+    let program = super::confine(p, cfg.landlock)?;
     sys::set_parent_death_signal(0).map_err(InitError::UserRoot)?;
     Ok(program)
 }

@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
+use crate::hooks::Phase;
 use crate::report::chain;
+use crate::state::Status;
 use crate::sync::{Channel, Msg, SyncError};
 use crate::sys;
 use namespaces::NsPlan;
@@ -36,6 +38,8 @@ pub struct InitConfig<'a> {
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
     pub id: &'a str,
+    /// The parsed `run.oci.hull.landlock` annotation.
+    pub landlock: Option<&'a crate::landlock::Ruleset>,
 }
 
 /// A failed init step.
@@ -67,6 +71,14 @@ pub enum InitError {
         #[source]
         source: io::Error,
     },
+    #[error(transparent)]
+    Hook(#[from] crate::hooks::HookError),
+    #[error(transparent)]
+    AppArmor(#[from] crate::apparmor::AppArmorError),
+    #[error(transparent)]
+    Landlock(#[from] crate::landlock::LandlockError),
+    #[error("cannot open /proc")]
+    Proc(#[source] io::Error),
     #[error("process.terminal is true but no --console-socket was given")]
     NoConsoleSocket,
     #[error("cannot join a new session keyring")]
@@ -135,25 +147,7 @@ fn setup(cfg: &InitConfig) -> Result<Ready, InitError> {
         Some(Msg::Go) => {}
         _ => return Err(InitError::Aborted),
     }
-    namespaces::join(cfg.joins)?;
-    let joined_user = cfg
-        .joins
-        .iter()
-        .any(|(t, _, _)| *t == LinuxNamespaceType::User);
-    if cfg.ns.new_user || joined_user {
-        nix::unistd::setresgid(0.into(), 0.into(), 0.into())
-            .map_err(|e| InitError::UserRoot(e.into()))?;
-        nix::unistd::setresuid(0.into(), 0.into(), 0.into())
-            .map_err(|e| InitError::UserRoot(e.into()))?;
-    }
-    namespaces::unshare_late(cfg.ns)?;
-    if cfg.ns.new_time {
-        write_time_offsets(cfg.spec)?;
-    }
-    if !cfg.no_new_keyring {
-        sys::join_session_keyring(cfg.id).map_err(InitError::Keyring)?;
-    }
-    set_names(cfg.spec)?;
+    let in_user_ns = enter_namespaces(cfg)?;
     let process = cfg
         .spec
         .process()
@@ -163,22 +157,112 @@ fn setup(cfg: &InitConfig) -> Result<Ready, InitError> {
         rootfs: cfg.rootfs,
         bundle: cfg.bundle,
         no_pivot: cfg.no_pivot,
-        in_user_ns: cfg.ns.new_user || joined_user,
+        in_user_ns,
         new_cgroup_ns: cfg.ns.new_cgroup,
         cwd: process.cwd(),
     };
-    rootfs::setup(cfg.spec, &plan)?;
+    let root = rootfs::prepare(cfg.spec, &plan)?;
+    creation_hooks(cfg)?;
+    rootfs::enter(cfg.spec, &plan, root)?;
     if process.terminal().unwrap_or(false) {
         console::setup(cfg.console.ok_or(InitError::NoConsoleSocket)?, true)?;
     }
+    let program = confine(process, cfg.landlock)?;
+    Ok(Ready { fifo, program })
+}
+
+/// Joins and creates the namespaces the parent could not, and names the container.
+/// Returns whether the init is in a user namespace.
+fn enter_namespaces(cfg: &InitConfig) -> Result<bool, InitError> {
+    namespaces::join(cfg.joins)?;
+    let joined_user = cfg
+        .joins
+        .iter()
+        .any(|(t, _, _)| *t == LinuxNamespaceType::User);
+    if cfg.ns.new_user || joined_user {
+        let root = 0.into();
+        nix::unistd::setresgid(root, root, root).map_err(|e| InitError::UserRoot(e.into()))?;
+        let root = 0.into();
+        nix::unistd::setresuid(root, root, root).map_err(|e| InitError::UserRoot(e.into()))?;
+    }
+    namespaces::unshare_late(cfg.ns)?;
+    if cfg.ns.new_time {
+        write_time_offsets(cfg.spec)?;
+    }
+    if !cfg.no_new_keyring {
+        sys::join_session_keyring(cfg.id).map_err(InitError::Keyring)?;
+    }
+    set_names(cfg.spec)?;
+    Ok(cfg.ns.new_user || joined_user)
+}
+
+/// prestart and createRuntime hooks run in the parent (asked for with `Hooks`), then
+/// createContainer hooks here, in the container's namespaces but before pivot_root, as
+/// runtime-spec orders them.
+fn creation_hooks(cfg: &InitConfig) -> Result<(), InitError> {
+    let Some(h) = cfg.spec.hooks() else {
+        return Ok(());
+    };
+    let parent_side = [Phase::Prestart, Phase::CreateRuntime];
+    if parent_side.iter().any(|p| !p.select(h).is_empty()) {
+        cfg.channel.send(&Msg::Hooks)?;
+        match cfg.channel.recv()? {
+            Some(Msg::Go) => {}
+            _ => return Err(InitError::Aborted),
+        }
+    }
+    run_own_hooks(cfg, Phase::CreateContainer, Status::Creating)
+}
+
+/// Runs hooks of `phase` from the init itself, with our own (namespaced) pid.
+fn run_own_hooks(cfg: &InitConfig, phase: Phase, status: Status) -> Result<(), InitError> {
+    let Some(h) = cfg.spec.hooks() else {
+        return Ok(());
+    };
+    let list = phase.select(h);
+    if list.is_empty() {
+        return Ok(());
+    }
+    let empty = std::collections::HashMap::new();
+    let state = crate::hooks::State {
+        oci_version: cfg.spec.version(),
+        id: cfg.id,
+        status,
+        pid: std::process::id() as i32,
+        bundle: cfg.bundle,
+        annotations: cfg.spec.annotations().as_ref().unwrap_or(&empty),
+    };
+    Ok(crate::hooks::run(phase, list, &state.to_json())?)
+}
+
+/// Limits, AppArmor, Landlock, identity and capabilities, in runc's order; returns the
+/// resolved program.
+fn confine(
+    process: &oci_spec::runtime::Process,
+    landlock: Option<&crate::landlock::Ruleset>,
+) -> Result<program::Program, InitError> {
     credentials::set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
+    if let Some(profile) = process
+        .apparmor_profile()
+        .as_deref()
+        .filter(|p| !p.is_empty())
+    {
+        let proc_dir = sys::open_path(Path::new("/proc"), libc::O_PATH | libc::O_DIRECTORY)
+            .map_err(InitError::Proc)?;
+        crate::apparmor::apply_exec_profile(std::os::fd::AsFd::as_fd(&proc_dir), profile, true)?;
+    }
+    // Landlock needs CAP_SYS_ADMIN or no_new_privs; enforced while we still hold the
+    // former, it works whatever noNewPrivileges says.
+    if let Some(ruleset) = landlock {
+        ruleset.enforce()?;
+    }
     let caps = process.capabilities().as_ref();
     credentials::drop_bounding(caps)?;
     credentials::set_user(process)?;
     let program = program::Program::resolve(process)?;
     credentials::set_caps(caps)?;
     credentials::finish(process)?;
-    Ok(Ready { fifo, program })
+    Ok(program)
 }
 
 fn exec(cfg: &InitConfig, ready: Ready) -> Result<std::convert::Infallible, InitError> {
@@ -199,6 +283,7 @@ fn exec(cfg: &InitConfig, ready: Ready) -> Result<std::convert::Infallible, Init
             _ => return Err(InitError::Aborted),
         },
     }
+    run_own_hooks(cfg, Phase::StartContainer, Status::Created)?;
     Ok(ready.program.exec(cfg.preserve_fds)?)
 }
 

@@ -18,7 +18,7 @@
 //! allowed syscalls cost one instruction per run of consecutive numbers with
 //! the same outcome, and a lookup takes about log2(ranges) jumps.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::action::{RET_ENOSYS, RET_KILL_THREAD};
 use super::bpf::{Asm, Cond, Insn, Label};
@@ -87,6 +87,15 @@ pub fn generate(plan: &Plan) -> Result<Vec<Insn>, SeccompError> {
     g.asm.finish()
 }
 
+/// The syscalls of `abi`, each tagged with whether its arguments are 64-bit.
+fn tagged(plan: &Plan, abi: Abi) -> BTreeMap<u32, (&Outcome, bool)> {
+    let wide = abi.args_are_64bit();
+    plan.syscalls[&abi]
+        .iter()
+        .map(|(nr, o)| (*nr, (o, wide)))
+        .collect()
+}
+
 impl Gen {
     fn x86_64_section(&mut self, plan: &Plan) {
         let x32 = plan.abis.contains(&Abi::X32);
@@ -105,12 +114,12 @@ impl Gen {
                 .jmp(Cond::Eq, u32::MAX, self.ret_default, self.kill);
             self.asm.bind(search);
         }
-        let mut table = plan.syscalls[&Abi::X86_64].clone();
+        let mut table = tagged(plan, Abi::X86_64);
         if x32 {
             // x32 numbers carry the x32 bit, so they never collide with x86_64 ones.
-            table.extend(plan.syscalls[&Abi::X32].clone());
+            table.extend(tagged(plan, Abi::X32));
         }
-        self.dispatch(&table, true);
+        self.dispatch(&table);
     }
 
     /// runc's stub (libcontainer/seccomp/patchbpf): the x32 bit picks which
@@ -148,11 +157,11 @@ impl Gen {
         if let Some(max) = plan.stub.and_then(|s| s.x86) {
             self.asm.jmp_or_next(Cond::Gt, max, self.enosys);
         }
-        self.dispatch(&plan.syscalls[&Abi::X86], false);
+        self.dispatch(&tagged(plan, Abi::X86));
     }
 
     /// Emits the search over syscall numbers (in the accumulator).
-    fn dispatch(&mut self, table: &std::collections::BTreeMap<u32, Outcome>, wide: bool) {
+    fn dispatch(&mut self, table: &BTreeMap<u32, (&Outcome, bool)>) {
         let default = Target::Ret(self.default);
         let mut segs: Vec<(u32, Target)> = Vec::new();
         let mut push = |start: u32, t: Target| match segs.last() {
@@ -160,7 +169,7 @@ impl Gen {
             _ => segs.push((start, t)),
         };
         let mut next: u64 = 0;
-        for (&nr, outcome) in table {
+        for (&nr, &(outcome, wide)) in table {
             if u64::from(nr) > next {
                 push(next as u32, default);
             }

@@ -317,12 +317,13 @@ fn enosys_stub_follows_runc() {
     // Allow-ish defaults get no stub.
     for default in ["SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_TRACE"] {
         let f = profile(default);
-        let want = f.eval(Call {
-            arch: AUDIT_ARCH_X86_64,
-            nr: 39,
-            args: NOARGS,
-        });
-        assert_eq!(act_nr(&f, AUDIT_ARCH_X86_64, 400), want, "{default}");
+        let default_action = act_nr(&f, AUDIT_ARCH_X86_64, 100);
+        assert_eq!(
+            act_nr(&f, AUDIT_ARCH_X86_64, 400),
+            default_action,
+            "{default}"
+        );
+        assert_ne!(default_action, RET_ENOSYS);
     }
     // Kill defaults do get it.
     let f = profile("SCMP_ACT_KILL_PROCESS");

@@ -106,34 +106,28 @@ pub struct RootfsPlan<'a> {
     pub cwd: &'a Path,
 }
 
-/// Builds the rootfs and makes it `/`.
-pub fn setup(spec: &Spec, plan: &RootfsPlan) -> Result<(), RootfsError> {
-    let linux = spec.linux().as_ref();
+/// First half of rootfs setup, up to where runc runs the createRuntime and
+/// createContainer hooks: the private mount tree, the rootfs bind, config mounts, /dev.
+pub fn prepare(spec: &Spec, plan: &RootfsPlan) -> Result<Root, RootfsError> {
     // Nothing mounted from here on may propagate back to the host.
-    nix::mount::mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_SLAVE | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .map_err(|e| RootfsError::Propagation(e.into()))?;
+    let slave = MsFlags::MS_SLAVE | MsFlags::MS_REC;
+    nix::mount::mount(None::<&str>, "/", None::<&str>, slave, None::<&str>)
+        .map_err(|e| RootfsError::Propagation(e.into()))?;
     // pivot_root needs the new root to be a mount point.
+    let bind = MsFlags::MS_BIND | MsFlags::MS_REC;
+    let bind_err = |source| RootfsError::RootBind {
+        path: plan.rootfs.to_owned(),
+        source,
+    };
     nix::mount::mount(
         Some(plan.rootfs),
         plan.rootfs,
         None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
+        bind,
         None::<&str>,
     )
-    .map_err(|e| RootfsError::RootBind {
-        path: plan.rootfs.to_owned(),
-        source: e.into(),
-    })?;
-    let root = Root::open(plan.rootfs).map_err(|source| RootfsError::RootBind {
-        path: plan.rootfs.to_owned(),
-        source,
-    })?;
+    .map_err(|e| bind_err(e.into()))?;
+    let root = Root::open(plan.rootfs).map_err(bind_err)?;
     let ctx = MountCtx {
         bundle: plan.bundle,
         new_cgroup_ns: plan.new_cgroup_ns,
@@ -150,22 +144,35 @@ pub fn setup(spec: &Spec, plan: &RootfsPlan) -> Result<(), RootfsError> {
                 .any(|o| o == "bind" || o == "rbind")
     });
     if !dev_bound {
-        let config_devices = linux
-            .and_then(|l| l.devices().as_deref())
-            .unwrap_or_default();
-        for node in devices::wanted(config_devices) {
-            devices::create(&root, &node, plan.in_user_ns).map_err(|source| {
-                RootfsError::Device {
-                    path: node.path.clone(),
-                    source,
-                }
-            })?;
-        }
-        devices::symlinks(&root).map_err(RootfsError::DevLinks)?;
+        create_devices(spec, &root, plan.in_user_ns)?;
     }
+    Ok(root)
+}
+
+fn create_devices(spec: &Spec, root: &Root, in_user_ns: bool) -> Result<(), RootfsError> {
+    let linux = spec.linux().as_ref();
+    let config_devices = linux
+        .and_then(|l| l.devices().as_deref())
+        .unwrap_or_default();
+    for node in devices::wanted(config_devices) {
+        devices::create(root, &node, in_user_ns).map_err(|source| RootfsError::Device {
+            path: node.path.clone(),
+            source,
+        })?;
+    }
+    devices::symlinks(root).map_err(RootfsError::DevLinks)
+}
+
+/// Second half: sysctls, the cwd, masked and read-only paths, then pivot_root (or
+/// chroot) and the root's read-only flag and propagation.
+pub fn enter(spec: &Spec, plan: &RootfsPlan, root: Root) -> Result<(), RootfsError> {
+    let linux = spec.linux().as_ref();
     // Before readonlyPaths, which usually include /proc/sys.
-    let sysctls = linux.and_then(|l| l.sysctl().as_ref());
-    for (key, value) in sysctls.into_iter().flatten() {
+    for (key, value) in linux
+        .and_then(|l| l.sysctl().as_ref())
+        .into_iter()
+        .flatten()
+    {
         sysctl::write(&root, key, value).map_err(|source| RootfsError::Sysctl {
             key: key.clone(),
             source,
@@ -176,30 +183,7 @@ pub fn setup(spec: &Spec, plan: &RootfsPlan) -> Result<(), RootfsError> {
             path: plan.cwd.to_owned(),
             source,
         })?;
-    let masked = linux
-        .and_then(|l| l.masked_paths().as_deref())
-        .unwrap_or_default();
-    if !masked.is_empty() {
-        let null = paths::NullSource::open().map_err(|source| RootfsError::Mask {
-            path: "/dev/null".into(),
-            source,
-        })?;
-        for p in masked {
-            paths::mask(&root, &null, Path::new(p)).map_err(|source| RootfsError::Mask {
-                path: p.into(),
-                source,
-            })?;
-        }
-    }
-    for p in linux
-        .and_then(|l| l.readonly_paths().as_deref())
-        .unwrap_or_default()
-    {
-        paths::make_readonly(&root, Path::new(p)).map_err(|source| RootfsError::Readonly {
-            path: p.into(),
-            source,
-        })?;
-    }
+    protect_paths(spec, &root)?;
     let pivot_err = |source| RootfsError::Pivot {
         path: plan.rootfs.to_owned(),
         source,
@@ -216,4 +200,34 @@ pub fn setup(spec: &Spec, plan: &RootfsPlan) -> Result<(), RootfsError> {
         .unwrap_or(false);
     let propagation = linux.and_then(|l| l.rootfs_propagation().as_deref());
     pivot::finish_root(readonly, propagation).map_err(RootfsError::ReadonlyRoot)
+}
+
+/// `linux.maskedPaths` and `linux.readonlyPaths`.
+fn protect_paths(spec: &Spec, root: &Root) -> Result<(), RootfsError> {
+    let linux = spec.linux().as_ref();
+    let masked = linux
+        .and_then(|l| l.masked_paths().as_deref())
+        .unwrap_or_default();
+    if !masked.is_empty() {
+        let null = paths::NullSource::open().map_err(|source| RootfsError::Mask {
+            path: "/dev/null".into(),
+            source,
+        })?;
+        for p in masked {
+            paths::mask(root, &null, Path::new(p)).map_err(|source| RootfsError::Mask {
+                path: p.into(),
+                source,
+            })?;
+        }
+    }
+    for p in linux
+        .and_then(|l| l.readonly_paths().as_deref())
+        .unwrap_or_default()
+    {
+        paths::make_readonly(root, Path::new(p)).map_err(|source| RootfsError::Readonly {
+            path: p.into(),
+            source,
+        })?;
+    }
+    Ok(())
 }

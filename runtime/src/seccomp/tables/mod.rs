@@ -56,6 +56,11 @@ impl Abi {
         })
     }
 
+    /// Every name of the ABI's table, in byte order.
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        self.table().iter().map(|(name, _)| *name)
+    }
+
     /// The name of syscall `nr` (x32: given with or without the x32 bit).
     pub fn name(self, nr: u32) -> Option<&'static str> {
         let raw = if self == Abi::X32 {
