@@ -517,6 +517,7 @@ mod tests {
                 cgroup: CgroupRecord::default(),
                 own_pid_ns: true,
                 creating: false,
+                hooks: None,
             },
         }
     }
