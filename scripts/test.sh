@@ -14,6 +14,10 @@ echo "== unit and integration tests (hull)"
 cargo test --workspace
 echo "== integration tests against runc (reference)"
 HULL_TEST_RUNTIME="$(command -v runc)" cargo test -p hull --tests -- --include-ignored
+echo "== drop-in checks: containerd and podman drive hull"
+cargo build -p hull
+HULL="$PWD/target/debug/hull" conformance/containerd.sh
+HULL="$PWD/target/debug/hull" conformance/podman.sh
 echo "== fuzzing smoke run (parsers of untrusted input)"
 scripts/fuzz.sh 15
 echo "== leftovers"
