@@ -314,6 +314,19 @@ pub fn state_json(container: &Container, status: Status) -> Vec<u8> {
     State::of(container, status).to_json()
 }
 
+/// Runs the `phase` hooks recorded for `c` (poststart, poststop), whose failures
+/// runtime-spec makes warnings: the lifecycle goes on, and the failure is logged.
+pub fn run_warning_only(phase: Phase, c: &Container, status: Status) {
+    let Some(hooks) = &c.record.hooks else { return };
+    let list = phase.select(hooks);
+    if list.is_empty() {
+        return;
+    }
+    if let Err(e) = run(phase, list, &state_json(c, status)) {
+        tracing::warn!("{}", crate::report::chain(&e));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Instant;
@@ -546,18 +559,5 @@ mod tests {
         assert_eq!(Phase::CreateRuntime.select(&hooks).len(), 2);
         assert_eq!(Phase::Poststop.select(&hooks)[0].path(), Path::new("/c"));
         assert!(Phase::Prestart.select(&hooks).is_empty());
-    }
-}
-
-/// Runs the `phase` hooks recorded for `c` (poststart, poststop), whose failures
-/// runtime-spec makes warnings: the lifecycle goes on, and the failure is logged.
-pub fn run_warning_only(phase: Phase, c: &Container, status: Status) {
-    let Some(hooks) = &c.record.hooks else { return };
-    let list = phase.select(hooks);
-    if list.is_empty() {
-        return;
-    }
-    if let Err(e) = run(phase, list, &state_json(c, status)) {
-        tracing::warn!("{}", crate::report::chain(&e));
     }
 }

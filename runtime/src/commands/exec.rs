@@ -40,7 +40,7 @@ pub fn exec(root: &Path, a: ExecArgs) -> Result<i32, CmdError> {
     if a.detach {
         return Ok(0);
     }
-    Ok(container::wait_for_exit(started.pid, &started.pidfd)?)
+    Ok(container::wait_for_exit(started.pid, &started.pidfd, None)?)
 }
 
 /// The container's process with the command line's changes applied.

@@ -101,7 +101,11 @@ pub fn dispatch(cli: Cli) -> Result<i32, CmdError> {
             create,
             detach,
             keep,
-        } => run::run(root, &opts(create, &driver), detach, keep),
+        } => {
+            let mut o = opts(create, &driver);
+            o.proxy_tty = !detach;
+            run::run(root, &o, detach, keep)
+        }
         Command::Exec(a) => exec::exec(root, *a),
         Command::Pause { id } => cgroup_ops::pause(root, &id).map(|()| 0),
         Command::Resume { id } => cgroup_ops::resume(root, &id).map(|()| 0),
@@ -159,6 +163,7 @@ fn opts(a: CreateArgs, driver: &Driver) -> CreateOpts {
         no_new_keyring: a.no_new_keyring,
         preserve_fds: a.preserve_fds,
         systemd_cgroup: driver.systemd,
+        proxy_tty: false,
     }
 }
 

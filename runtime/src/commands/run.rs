@@ -20,7 +20,7 @@ pub fn run(root: &Path, opts: &CreateOpts, detach: bool, keep: bool) -> Result<i
     if let Some(Msg::Error { errno, message }) =
         created.channel.recv().map_err(CreateError::from)?
     {
-        let _ = container::wait_for_exit(created.pid(), &created.pidfd);
+        let _ = container::wait_for_exit(created.pid(), &created.pidfd, None);
         let _ = container::destroy(&created.container, Some(&created.cgroup));
         return Err(CreateError::Init { errno, message }.into());
     }
@@ -28,7 +28,15 @@ pub fn run(root: &Path, opts: &CreateOpts, detach: bool, keep: bool) -> Result<i
     if detach {
         return Ok(0);
     }
-    let code = container::wait_for_exit(created.pid(), &created.pidfd)?;
+    let mut relay = match &created.console {
+        Some(sock) => {
+            let master = container::tty::receive_master(sock).map_err(CmdError::Io)?;
+            Some(container::tty::Relay::new(master).map_err(CmdError::Io)?)
+        }
+        None => None,
+    };
+    let code = container::wait_for_exit(created.pid(), &created.pidfd, relay.as_mut())?;
+    drop(relay);
     if !keep {
         container::destroy(&created.container, Some(&created.cgroup))?;
         hooks::run_warning_only(Phase::Poststop, &created.container, Status::Stopped);

@@ -37,6 +37,9 @@ pub struct CreateOpts {
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
     pub systemd_cgroup: bool,
+    /// `run` in the foreground: with `process.terminal` and no console socket, hull
+    /// receives the pty master itself and relays it.
+    pub proxy_tty: bool,
 }
 
 /// `create` leaves the init waiting on the exec fifo; `run` keeps the channel and sends
@@ -112,6 +115,8 @@ pub struct Created {
     pub cgroup: Cgroup,
     pub pidfd: OwnedFd,
     pub channel: Channel,
+    /// Our end of the console channel when hull relays the terminal itself.
+    pub console: Option<OwnedFd>,
     pub spec: Spec,
 }
 
@@ -242,7 +247,7 @@ pub fn create(root: &Path, opts: &CreateOpts, mode: Mode) -> Result<Created, Cre
             }
         })?;
     }
-    let (pid, channel) = spawn(opts, &l, fifo.as_deref(), &mut rollback)?;
+    let (pid, channel, console) = spawn(opts, &l, fifo.as_deref(), &mut rollback)?;
     let cgroup = rollback.cgroup.as_ref().expect("set above");
     prepare_init(pid, &l.spec, l.plan.new_user, cgroup)?;
     channel.send(&Msg::Go)?;
@@ -266,25 +271,42 @@ pub fn create(root: &Path, opts: &CreateOpts, mode: Mode) -> Result<Created, Cre
         cgroup,
         pidfd,
         channel,
+        console,
         spec: l.spec,
     })
 }
 
-/// Clones the init; returns its pid and the parent's end of the sync channel.
+/// Clones the init; returns its pid, the parent's end of the sync channel, and our end of
+/// the console channel when hull relays the terminal.
 fn spawn(
     opts: &CreateOpts,
     l: &Loaded,
     fifo: Option<&Path>,
     rollback: &mut Rollback,
-) -> Result<(i32, Channel), CreateError> {
-    let console = match &opts.console_socket {
-        Some(path) => Some(OwnedFd::from(UnixStream::connect(path).map_err(
-            |source| CreateError::ConsoleSocket {
+) -> Result<(i32, Channel, Option<OwnedFd>), CreateError> {
+    let terminal = l
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
+    let (console, relay_end) = match &opts.console_socket {
+        Some(path) => {
+            let sock = UnixStream::connect(path).map_err(|source| CreateError::ConsoleSocket {
                 path: path.clone(),
                 source,
-            },
-        )?)),
-        None => None,
+            })?;
+            (Some(OwnedFd::from(sock)), None)
+        }
+        None if terminal && opts.proxy_tty => {
+            let (ours, theirs) =
+                super::tty::channel().map_err(|source| CreateError::ConsoleSocket {
+                    path: "<relay>".into(),
+                    source,
+                })?;
+            (Some(theirs), Some(ours))
+        }
+        None => (None, None),
     };
     let joins = namespaces::open_joins(&l.plan)?;
     if let Some(pidns) = &l.plan.join_pid {
@@ -315,7 +337,7 @@ fn spawn(
         sys::Forked::Parent { pid, pidfd } => {
             rollback.pid = pid;
             rollback.pidfd = Some(pidfd);
-            Ok((pid, parent_end))
+            Ok((pid, parent_end, relay_end))
         }
     }
 }

@@ -4,6 +4,7 @@
 mod create;
 mod destroy;
 mod exec;
+pub mod tty;
 mod wait;
 
 pub use create::{create, CreateError, CreateOpts, Created, Mode};

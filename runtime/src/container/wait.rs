@@ -6,11 +6,14 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use super::tty::Relay;
 use crate::sys;
 
 /// Failures while waiting for the container.
@@ -47,23 +50,82 @@ pub fn block_signals() -> Result<(), WaitError> {
 }
 
 /// Forwards signals to the init until it exits; returns its exit status the way a shell
-/// reports it (code, or 128 + signal number).
-pub fn wait_for_exit(pid: i32, pidfd: &OwnedFd) -> Result<i32, WaitError> {
+/// reports it (code, or 128 + signal number). With a `relay`, also moves terminal data
+/// between our stdio and the container's pty.
+pub fn wait_for_exit(
+    pid: i32,
+    pidfd: &OwnedFd,
+    mut relay: Option<&mut Relay>,
+) -> Result<i32, WaitError> {
     let sfd =
         SignalFd::with_flags(&forwarded(), SfdFlags::SFD_CLOEXEC).map_err(WaitError::SignalFd)?;
     loop {
         if let Some(code) = reap(pid)? {
+            if let Some(r) = relay {
+                // What the container wrote just before exiting is still in the pty.
+                Relay::pump(r.master.as_fd(), std::io::stdout().as_fd(), true);
+            }
             return Ok(code);
         }
-        let Some(info) = sfd.read_signal().map_err(WaitError::SignalFd)? else {
-            continue;
+        let signal = match relay.as_deref_mut() {
+            None => sfd.read_signal().map_err(WaitError::SignalFd)?,
+            Some(r) => relay_until_signal(&sfd, r)?,
         };
+        let Some(info) = signal else { continue };
         let signo = info.ssi_signo as i32;
+        if signo == libc::SIGWINCH {
+            if let Some(r) = relay.as_deref() {
+                r.resize();
+            }
+        }
         if signo != libc::SIGCHLD {
             // The container may already be gone; a failed forward changes nothing.
             let _ = sys::pidfd_signal(pidfd.as_fd(), signo);
         }
     }
+}
+
+/// Relays terminal data until a signal is pending, then returns it.
+fn relay_until_signal(
+    sfd: &SignalFd,
+    r: &mut Relay,
+) -> Result<Option<nix::sys::signalfd::siginfo>, WaitError> {
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+    let master_at = fds.len();
+    if r.master_open {
+        fds.push(PollFd::new(r.master.as_fd(), PollFlags::POLLIN));
+    }
+    let stdin_at = fds.len();
+    if r.stdin_open {
+        fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+    }
+    match poll(&mut fds, PollTimeout::NONE) {
+        Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+        Err(e) => return Err(WaitError::SignalFd(e)),
+    }
+    let ready = |i: usize| {
+        fds.get(i)
+            .and_then(|f| f.revents())
+            .is_some_and(|e| !e.is_empty())
+    };
+    let (sig, master, input) = (
+        ready(0),
+        r.master_open && ready(master_at),
+        r.stdin_open && ready(stdin_at),
+    );
+    drop(fds);
+    if master {
+        r.master_open = Relay::pump(r.master.as_fd(), stdout.as_fd(), true);
+    }
+    if input {
+        r.stdin_open = Relay::pump(stdin.as_fd(), r.master.as_fd(), false);
+    }
+    if sig {
+        return sfd.read_signal().map_err(WaitError::SignalFd);
+    }
+    Ok(None)
 }
 
 /// Reaps every exited child; returns the init's status if it was among them.

@@ -14,7 +14,8 @@ use super::SeccompError;
 pub const MAX_INSNS: usize = 4096;
 
 // Opcodes (linux/bpf_common.h); only what seccomp filters need.
-const LD_W_ABS: u16 = 0x00 | 0x00 | 0x20;
+/// BPF_LD | BPF_W | BPF_ABS (BPF_LD and BPF_W are 0).
+const LD_W_ABS: u16 = 0x20;
 const ALU_AND_K: u16 = 0x04 | 0x50;
 const JMP_JA: u16 = 0x05;
 const RET_K: u16 = 0x06;
@@ -153,7 +154,7 @@ impl Asm {
                 out.push(*op);
                 continue;
             };
-            let far = |l: Label| pos[l.0] - (at + 1) > usize::from(u8::MAX);
+            let far = |l: Label| distance(pos, at, l) > usize::from(u8::MAX);
             let (far_t, far_f) = (far(jt), far(jf));
             at += 1;
             if !far_t && !far_f {
@@ -193,7 +194,7 @@ impl Asm {
         let mut prog = Vec::with_capacity(len);
         for op in &self.ops {
             let at = prog.len();
-            let off = |l: Label| pos[l.0] - (at + 1);
+            let off = |l: Label| distance(pos, at, l);
             let insn = match *op {
                 Op::Bind(_) => continue,
                 Op::Ld(k) => Insn {
@@ -218,7 +219,7 @@ impl Asm {
                     code: JMP_JA,
                     jt: 0,
                     jf: 0,
-                    k: off(l) as u32,
+                    k: u32::try_from(off(l)).expect("programs are far shorter than 2^32"),
                 },
                 Op::Jmp { cond, k, jt, jf } => Insn {
                     code: 0x05 | cond as u16,
@@ -232,6 +233,15 @@ impl Asm {
         }
         Ok(prog)
     }
+}
+
+/// How many instructions a jump at `at` skips to reach `target`. The code
+/// generator binds every label it uses after the jumps to it.
+fn distance(pos: &[usize], at: usize, target: Label) -> usize {
+    let to = pos[target.0];
+    assert!(to != usize::MAX, "label {target:?} is never bound");
+    to.checked_sub(at + 1)
+        .expect("classic BPF jumps only go forward")
 }
 
 /// The instruction a trampoline to `target` consists of: a copy of the `ret`

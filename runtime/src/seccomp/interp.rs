@@ -13,14 +13,14 @@ pub struct Call {
 }
 
 fn load(c: &Call, off: u32) -> u32 {
-    assert!(off % 4 == 0 && off < 64, "bad load offset {off}");
+    assert!(off.is_multiple_of(4) && off < 64, "bad load offset {off}");
     match off {
         0 => c.nr,
         4 => c.arch,
         8 | 12 => 0, // instruction_pointer
         _ => {
             let arg = c.args[(off as usize - 16) / 8];
-            if off % 8 == 0 {
+            if off.is_multiple_of(8) {
                 arg as u32
             } else {
                 (arg >> 32) as u32

@@ -11,7 +11,7 @@ use oci_spec::runtime::{
 };
 
 use super::action::{encode, is_allow_ish};
-use super::tables::{x86_multiplexed, Abi};
+use super::tables::{numbers, x86_multiplexed, Abi};
 use super::SeccompError;
 
 /// Syscalls take at most six arguments.
@@ -91,12 +91,22 @@ pub fn plan(spec: &LinuxSeccomp) -> Result<Plan, SeccompError> {
     let mut plan = Plan {
         default,
         syscalls: abis.iter().map(|a| (*a, BTreeMap::new())).collect(),
-        stub: (!is_allow_ish(default_action)).then(|| stub_max(&abis, rules)),
+        stub: None,
         abis,
         notify: false,
     };
+    let mut max = [0u32; 3];
     for rule in rules {
-        plan.add_rule(rule)?;
+        plan.add_rule(rule, &mut max)?;
+    }
+    // A maximum of 0 means the ABI has no syscall of the profile: no stub.
+    let stub_max = |abi: Abi| Some(max[abi as usize]).filter(|m| *m != 0);
+    if !is_allow_ish(default_action) {
+        plan.stub = Some(StubMax {
+            x86_64: stub_max(Abi::X86_64),
+            x32: stub_max(Abi::X32),
+            x86: stub_max(Abi::X86),
+        });
     }
     if plan.notify && spec.listener_path().is_none() {
         return Err(SeccompError::NotifyWithoutListener);
@@ -130,25 +140,22 @@ fn abis(archs: &[Arch]) -> Result<BTreeSet<Abi>, SeccompError> {
     Ok(abis)
 }
 
-/// runc's `findLastSyscalls`: every name of every rule counts, whatever its
-/// action. On i386 the names libseccomp multiplexes resolve to negative
-/// pseudo-numbers there, so they never count; a maximum of 0 means none.
-fn stub_max(abis: &BTreeSet<Abi>, rules: &[LinuxSyscall]) -> StubMax {
-    let max = |abi: Abi| {
-        let names = rules.iter().flat_map(|r| r.names().iter());
-        let nrs = names.filter(|n| abi != Abi::X86 || x86_multiplexed(n).is_none());
-        let top = nrs.filter_map(|n| abi.number(n)).max().unwrap_or(0);
-        (abis.contains(&abi) && top != 0).then_some(top)
-    };
-    StubMax {
-        x86_64: max(Abi::X86_64),
-        x32: max(Abi::X32),
-        x86: max(Abi::X86),
+/// runc's `findLastSyscalls` for one name: every name of every rule counts,
+/// whatever its action. On i386 the names libseccomp multiplexes resolve to
+/// negative pseudo-numbers, so they never count. Only filtered ABIs count.
+fn track_max(max: &mut [u32; 3], abis: &[Abi], name: &str, numbers: [Option<u32>; 3]) {
+    for &abi in abis {
+        if abi == Abi::X86 && x86_multiplexed(name).is_some() {
+            continue;
+        }
+        if let Some(nr) = numbers[abi as usize] {
+            max[abi as usize] = max[abi as usize].max(nr);
+        }
     }
 }
 
 impl Plan {
-    fn add_rule(&mut self, rule: &LinuxSyscall) -> Result<(), SeccompError> {
+    fn add_rule(&mut self, rule: &LinuxSyscall, max: &mut [u32; 3]) -> Result<(), SeccompError> {
         let names = rule.names();
         let what = || format!("syscall rule for {}", names.join(","));
         let action = encode(rule.action(), rule.errno_ret(), &what)?;
@@ -169,13 +176,17 @@ impl Plan {
         if rule.action() == Action::ScmpActNotify {
             self.notify = true;
         }
-        // runc drops rules whose action is the default one.
-        if action == self.default {
-            return Ok(());
-        }
+        let abis: Vec<Abi> = self.abis.iter().copied().collect();
         for name in names {
-            for abi in self.abis.clone() {
-                self.add_name(abi, name, args, action);
+            let numbers = numbers(name);
+            track_max(max, &abis, name, numbers);
+            // runc drops rules whose action is the default one (they still
+            // count for the stub's maximum).
+            if action == self.default {
+                continue;
+            }
+            for &abi in &abis {
+                self.add_name(abi, name, numbers[abi as usize], args, action);
             }
         }
         Ok(())
@@ -183,13 +194,19 @@ impl Plan {
 
     /// Adds the rule for `name` on `abi`; names the ABI does not have are
     /// skipped, as libseccomp skips them.
-    fn add_name(&mut self, abi: Abi, name: &str, args: &[LinuxSeccompArg], action: u32) {
+    fn add_name(
+        &mut self,
+        abi: Abi,
+        name: &str,
+        direct: Option<u32>,
+        args: &[LinuxSeccompArg],
+        action: u32,
+    ) {
         let mux = if abi == Abi::X86 {
             x86_multiplexed(name)
         } else {
             None
         };
-        let direct = abi.number(name);
         let table = self.syscalls.get_mut(&abi).expect("one table per ABI");
         for conds in split_same_index(args) {
             if let Some((mux_nr, call)) = mux {

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use super::action::*;
 use super::interp::Call;
 use super::plan::{plan, ArgCmp, CmpOp, Outcome, Plan};
-use super::tests::{act, filter, nr, spec};
+use super::tests::{act, filter, spec};
 use super::*;
 
 const OPS: [&str; 6] = [
@@ -212,7 +212,7 @@ fn reference(p: &Plan, c: Call) -> u32 {
             return RET_ENOSYS;
         }
     }
-    if abi == Abi::X86_64 && c.nr >= X32_SYSCALL_BIT {
+    if abi == Abi::X86_64 && !x32 && c.nr >= X32_SYSCALL_BIT {
         return if c.nr == u32::MAX {
             p.default
         } else {

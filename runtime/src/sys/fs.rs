@@ -157,3 +157,14 @@ pub fn fd_is_open(fd: i32) -> bool {
     // SAFETY: F_GETFD only reads the descriptor's flags; an unused number fails with EBADF.
     unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
 }
+
+/// Copies the window size of terminal `from` to terminal `to`; silently does nothing when
+/// `from` is not a terminal.
+pub fn copy_winsize(from: BorrowedFd<'_>, to: BorrowedFd<'_>) {
+    let mut ws = std::mem::MaybeUninit::<libc::winsize>::zeroed();
+    // SAFETY: TIOCGWINSZ writes one winsize into `ws`, which is large enough.
+    if unsafe { libc::ioctl(from.as_raw_fd(), libc::TIOCGWINSZ, ws.as_mut_ptr()) } == 0 {
+        // SAFETY: the ioctl succeeded, so `ws` is initialised; TIOCSWINSZ only reads it.
+        unsafe { libc::ioctl(to.as_raw_fd(), libc::TIOCSWINSZ, ws.as_ptr()) };
+    }
+}

@@ -5,6 +5,9 @@ mod x32;
 mod x86;
 mod x86_64;
 
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
 /// `AUDIT_ARCH_X86_64`: the `seccomp_data.arch` of x86_64 and x32 syscalls.
 pub const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
 /// `AUDIT_ARCH_I386`: the `seccomp_data.arch` of i386 (int 0x80) syscalls.
@@ -15,9 +18,9 @@ pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 /// A syscall ABI of the x86 family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Abi {
-    X86_64,
-    X32,
-    X86,
+    X86_64 = 0,
+    X32 = 1,
+    X86 = 2,
 }
 
 impl Abi {
@@ -46,14 +49,7 @@ impl Abi {
 
     /// The number `seccomp_data.nr` carries for `name` (x32: with the x32 bit).
     pub fn number(self, name: &str) -> Option<u32> {
-        let table = self.table();
-        let i = table.binary_search_by(|(n, _)| (*n).cmp(name)).ok()?;
-        let nr = table[i].1;
-        Some(if self == Abi::X32 {
-            nr | X32_SYSCALL_BIT
-        } else {
-            nr
-        })
+        numbers(name)[self as usize]
     }
 
     /// Every name of the ABI's table, in byte order.
@@ -75,58 +71,72 @@ impl Abi {
     }
 }
 
-/// i386 socket calls libseccomp also matches through socketcall(2), with
-/// their `SYS_*` call number as argument 0 (`__PNR_*` = -100 - call).
-const SOCKETCALLS: &[(&str, u32)] = &[
-    ("socket", 1),
-    ("bind", 2),
-    ("connect", 3),
-    ("listen", 4),
-    ("accept", 5),
-    ("getsockname", 6),
-    ("getpeername", 7),
-    ("socketpair", 8),
-    ("send", 9),
-    ("recv", 10),
-    ("sendto", 11),
-    ("recvfrom", 12),
-    ("shutdown", 13),
-    ("setsockopt", 14),
-    ("getsockopt", 15),
-    ("sendmsg", 16),
-    ("recvmsg", 17),
-    ("accept4", 18),
-    ("recvmmsg", 19),
-    ("sendmmsg", 20),
-];
-
-/// i386 SysV IPC calls libseccomp also matches through ipc(2) (`__PNR_*` = -200 - call).
-const IPCCALLS: &[(&str, u32)] = &[
-    ("semop", 1),
-    ("semget", 2),
-    ("semctl", 3),
-    ("semtimedop", 4),
-    ("msgsnd", 11),
-    ("msgrcv", 12),
-    ("msgget", 13),
-    ("msgctl", 14),
-    ("shmat", 21),
-    ("shmdt", 22),
-    ("shmget", 23),
-    ("shmctl", 24),
-];
+/// The numbers of `name` on each ABI, indexed by `Abi as usize`. One hash
+/// lookup serves all three ABIs; the index is built on first use.
+pub fn numbers(name: &str) -> [Option<u32>; 3] {
+    static INDEX: OnceLock<HashMap<&'static str, [Option<u32>; 3]>> = OnceLock::new();
+    let index = INDEX.get_or_init(|| {
+        let mut index: HashMap<&'static str, [Option<u32>; 3]> = HashMap::new();
+        for abi in Abi::ALL {
+            for &(name, nr) in abi.table() {
+                let nr = if abi == Abi::X32 {
+                    nr | X32_SYSCALL_BIT
+                } else {
+                    nr
+                };
+                index.entry(name).or_default()[abi as usize] = Some(nr);
+            }
+        }
+        index
+    });
+    index.get(name).copied().unwrap_or_default()
+}
 
 /// i386 socketcall(2) and ipc(2).
 pub const X86_SOCKETCALL: u32 = 102;
 pub const X86_IPC: u32 = 117;
 
 /// For an i386 name libseccomp multiplexes: the multiplexer syscall and the
-/// call number its argument 0 must equal.
+/// call number its argument 0 must equal. libseccomp's pseudo-numbers are
+/// -100 - call for socket calls (net.h `SYS_*`) and -200 - call for SysV IPC.
 pub fn x86_multiplexed(name: &str) -> Option<(u32, u32)> {
-    let find = |list: &[(&str, u32)]| list.iter().find(|(n, _)| *n == name).map(|(_, c)| *c);
-    find(SOCKETCALLS)
-        .map(|c| (X86_SOCKETCALL, c))
-        .or_else(|| find(IPCCALLS).map(|c| (X86_IPC, c)))
+    let socket = |call| Some((X86_SOCKETCALL, call));
+    let ipc = |call| Some((X86_IPC, call));
+    match name {
+        "socket" => socket(1),
+        "bind" => socket(2),
+        "connect" => socket(3),
+        "listen" => socket(4),
+        "accept" => socket(5),
+        "getsockname" => socket(6),
+        "getpeername" => socket(7),
+        "socketpair" => socket(8),
+        "send" => socket(9),
+        "recv" => socket(10),
+        "sendto" => socket(11),
+        "recvfrom" => socket(12),
+        "shutdown" => socket(13),
+        "setsockopt" => socket(14),
+        "getsockopt" => socket(15),
+        "sendmsg" => socket(16),
+        "recvmsg" => socket(17),
+        "accept4" => socket(18),
+        "recvmmsg" => socket(19),
+        "sendmmsg" => socket(20),
+        "semop" => ipc(1),
+        "semget" => ipc(2),
+        "semctl" => ipc(3),
+        "semtimedop" => ipc(4),
+        "msgsnd" => ipc(11),
+        "msgrcv" => ipc(12),
+        "msgget" => ipc(13),
+        "msgctl" => ipc(14),
+        "shmat" => ipc(21),
+        "shmdt" => ipc(22),
+        "shmget" => ipc(23),
+        "shmctl" => ipc(24),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
