@@ -3,7 +3,7 @@
 # Idempotent: packages already present are not fetched again.
 set -euo pipefail
 
-packages=(busybox-static runc jq hyperfine containerd podman)
+packages=(busybox-static runc jq hyperfine containerd podman golang-github-containers-common crun file)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

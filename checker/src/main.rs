@@ -2,13 +2,16 @@
 //!
 //! Prints what the process sees as one JSON object on stdout. Subcommands:
 //! `facts`, `write <path>`, `read <path>`, `ls <dir>`, `exit <code>`,
-//! `sleep <secs>`, `signal-self <signum>`.
+//! `sleep <secs>`, `signal-self <signum>`, `syscalls <abi>`, `call <abi> <nr> <args>...`,
+//! `load-filter <file> <flags> <cmd> [args...]`.
 
 mod facts;
 mod fileops;
 mod json;
+mod loadfilter;
 mod mountinfo;
 mod sys;
+mod syscalls;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -17,7 +20,9 @@ use std::time::Duration;
 use json::Json;
 
 const USAGE: &str = "usage: hull-checker facts | write <path> | read <path> | ls <dir> \
-                     | exit <code> | sleep <secs> | signal-self <signum>";
+                     | exit <code> | sleep <secs> | signal-self <signum> \
+                     | syscalls x86_64|x32|x86 | call <abi> <nr> <a0,a1,...>... \
+                     | load-filter <file> <flags> <cmd> [args...]";
 
 fn print(v: &Json) -> ExitCode {
     let mut out = std::io::stdout().lock();
@@ -45,6 +50,12 @@ fn main() -> ExitCode {
         (Some("write"), Some(path)) => print(&fileops::write(path)),
         (Some("read"), Some(path)) => print(&fileops::read(path)),
         (Some("ls"), Some(path)) => print(&fileops::ls(path)),
+        (Some("syscalls"), Some(abi)) => syscalls::sweep(abi).map_or_else(usage, |v| print(&v)),
+        (Some("call"), Some(_)) => syscalls::calls(&args[1..]).map_or_else(usage, |v| print(&v)),
+        (Some("load-filter"), Some(_)) => {
+            eprintln!("hull-checker: {}", loadfilter::run(&args[1..]));
+            ExitCode::from(1)
+        }
         (Some("exit"), _) => match parse::<i32>(arg) {
             Some(code) => std::process::exit(code),
             None => usage(),

@@ -123,3 +123,84 @@ pub fn signal_self(sig: i32) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Makes syscall `nr` of the x86_64 ABI (x32 when `nr` has bit 30) with six
+/// arguments; returns 0 on success, else the errno.
+pub fn syscall6(nr: i64, args: [u64; 6]) -> i32 {
+    let [a, b, c, d, e, f] = args.map(|x| x as libc::c_long);
+    // SAFETY: the caller picks numbers and arguments that fail harmlessly or
+    // only query; the kernel validates every pointer argument.
+    let ret = unsafe { libc::syscall(nr as libc::c_long, a, b, c, d, e, f) };
+    if ret == -1 {
+        io::Error::last_os_error().raw_os_error().unwrap_or(0)
+    } else {
+        0
+    }
+}
+
+/// Makes syscall `nr` of the i386 ABI through `int 0x80`, which the kernel's
+/// IA32 emulation serves to 64-bit processes too (seccomp then sees
+/// AUDIT_ARCH_I386); returns 0 on success, else the errno.
+pub fn int80(nr: u32, args: [u32; 6]) -> i32 {
+    let ret: u32;
+    // SAFETY: int 0x80 takes ebx, ecx, edx, esi, edi, ebp; rbx and rbp are
+    // reserved by the compiler, so they are saved on the stack and restored
+    // (the asm block may use the stack, no `nostack`). r8-r11 are declared
+    // clobbered in case the kernel does not preserve them.
+    unsafe {
+        std::arch::asm!(
+            "push rbx",
+            "push rbp",
+            "mov ebx, {a0:e}",
+            "mov ebp, {a5:e}",
+            "int 0x80",
+            "pop rbp",
+            "pop rbx",
+            a0 = in(reg) args[0],
+            a5 = in(reg) args[5],
+            inlateout("eax") nr => ret,
+            in("ecx") args[1],
+            in("edx") args[2],
+            in("esi") args[3],
+            in("edi") args[4],
+            out("r8") _,
+            out("r9") _,
+            out("r10") _,
+            out("r11") _,
+        );
+    }
+    let ret = ret as i32;
+    if (-4095..0).contains(&ret) {
+        -ret
+    } else {
+        0
+    }
+}
+
+/// Sets no_new_privs and loads `prog` as a seccomp filter with `flags`
+/// (seccomp(2) SECCOMP_SET_MODE_FILTER).
+pub fn load_seccomp(flags: u32, prog: &[libc::sock_filter]) -> io::Result<()> {
+    // SAFETY: PR_SET_NO_NEW_PRIVS only sets a flag of the calling thread.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let len = u16::try_from(prog.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?;
+    let fprog = libc::sock_fprog {
+        len,
+        filter: prog.as_ptr().cast_mut(),
+    };
+    // SAFETY: `fprog` points at `len` instructions that outlive the call; the
+    // kernel copies them.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            libc::c_ulong::from(flags),
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

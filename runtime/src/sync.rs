@@ -6,9 +6,11 @@
 //! the parent turns it back into an error naming the failed step.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
-use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{
+    recv, send, sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType,
+};
 
 /// A message on the sync channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +24,9 @@ pub enum Msg {
     /// Init → parent: mounts are done; run the prestart and createRuntime hooks, then
     /// answer `Go`.
     Hooks,
+    /// Init → parent: the seccomp notify listener fd rides along (SCM_RIGHTS), for the
+    /// parent to hand to `linux.seccomp.listenerPath`.
+    SeccompFd,
     /// Init → parent: a step failed.
     Error { errno: i32, message: String },
 }
@@ -62,6 +67,7 @@ fn encode(msg: &Msg) -> Vec<u8> {
         Msg::Ready => vec![b'R'],
         Msg::Start => vec![b'S'],
         Msg::Hooks => vec![b'H'],
+        Msg::SeccompFd => vec![b'F'],
         Msg::Error { errno, message } => {
             let mut v = vec![b'E'];
             v.extend_from_slice(&errno.to_le_bytes());
@@ -77,6 +83,7 @@ fn decode(buf: &[u8]) -> Result<Msg, SyncError> {
         [b'R'] => Ok(Msg::Ready),
         [b'S'] => Ok(Msg::Start),
         [b'H'] => Ok(Msg::Hooks),
+        [b'F'] => Ok(Msg::SeccompFd),
         [b'E', a, b, c, d, rest @ ..] => Ok(Msg::Error {
             errno: i32::from_le_bytes([*a, *b, *c, *d]),
             message: String::from_utf8_lossy(rest).into_owned(),
@@ -93,6 +100,32 @@ impl Channel {
         send(self.fd.as_raw_fd(), &bytes, MsgFlags::MSG_NOSIGNAL)
             .map(drop)
             .map_err(|e| SyncError::Send(e.into()))
+    }
+
+    /// Sends one message with a file descriptor attached.
+    pub fn send_fd(&self, msg: &Msg, fd: BorrowedFd<'_>) -> Result<(), SyncError> {
+        let bytes = encode(msg);
+        let fds = [fd.as_raw_fd()];
+        sendmsg::<()>(
+            self.fd.as_raw_fd(),
+            &[std::io::IoSlice::new(&bytes)],
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )
+        .map(drop)
+        .map_err(|e| SyncError::Send(e.into()))
+    }
+
+    /// Receives one message and the descriptor attached to it, if any.
+    pub fn recv_with_fd(&self) -> Result<(Option<Msg>, Option<OwnedFd>), SyncError> {
+        let mut buf = vec![0u8; 65_536];
+        let (n, fd) =
+            crate::sys::recv_with_fd(self.fd.as_fd(), &mut buf).map_err(SyncError::Recv)?;
+        if n == 0 {
+            return Ok((None, fd));
+        }
+        Ok((Some(decode(&buf[..n])?), fd))
     }
 
     /// Receives one message; `None` means the other end is closed (exited or exec'd).

@@ -51,7 +51,7 @@ pub fn features_json() -> serde_json::Value {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": caps,
             "cgroup": { "v1": true, "v2": true, "systemd": true, "systemdUser": false, "rdma": false },
-            "seccomp": { "enabled": false },
+            "seccomp": crate::seccomp::features(),
             "apparmor": { "enabled": crate::apparmor::is_enabled() },
             "selinux": { "enabled": false },
             "intelRdt": { "enabled": false },

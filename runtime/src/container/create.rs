@@ -102,6 +102,8 @@ pub enum CreateError {
     Hook(#[from] crate::hooks::HookError),
     #[error(transparent)]
     Landlock(#[from] crate::landlock::LandlockError),
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
     #[error("container init failed: {message}")]
     Init { errno: i32, message: String },
     #[error("container init exited during setup without a report")]
@@ -160,6 +162,7 @@ struct Loaded {
     spec: Spec,
     plan: namespaces::NsPlan,
     landlock: Option<crate::landlock::Ruleset>,
+    seccomp: Option<crate::seccomp::Filter>,
 }
 
 fn load(opts: &CreateOpts) -> Result<Loaded, CreateError> {
@@ -184,7 +187,14 @@ fn load(opts: &CreateOpts) -> Result<Loaded, CreateError> {
         .and_then(|a| a.get(crate::landlock::ANNOTATION))
         .map(|text| crate::landlock::parse(text))
         .transpose()?;
+    let seccomp = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .map(crate::seccomp::compile)
+        .transpose()?;
     Ok(Loaded {
+        seccomp,
         bundle,
         rootfs,
         spec,
@@ -251,7 +261,7 @@ pub fn create(root: &Path, opts: &CreateOpts, mode: Mode) -> Result<Created, Cre
     let cgroup = rollback.cgroup.as_ref().expect("set above");
     prepare_init(pid, &l.spec, l.plan.new_user, cgroup)?;
     channel.send(&Msg::Go)?;
-    await_ready(&channel, &container, pid)?;
+    await_ready(&channel, &container, pid, &l.spec)?;
     let (start, _) = procinfo::stat(pid).ok_or(CreateError::InitVanished)?;
     container.record.pid = pid;
     container.record.pid_start = start;
@@ -326,7 +336,10 @@ fn spawn(
         no_new_keyring: opts.no_new_keyring,
         preserve_fds: opts.preserve_fds,
         id: &opts.id,
-        landlock: l.landlock.as_ref(),
+        confinement: init::Confinement {
+            landlock: l.landlock.as_ref(),
+            seccomp: l.seccomp.as_ref(),
+        },
     };
     match sys::clone_process(l.plan.clone_flags, None).map_err(CreateError::Clone)? {
         sys::Forked::Child => {
@@ -342,32 +355,61 @@ fn spawn(
     }
 }
 
-/// Waits for the init's `Ready`, running the prestart and createRuntime hooks when it
-/// asks for them.
-fn await_ready(channel: &Channel, c: &Container, pid: i32) -> Result<(), CreateError> {
+/// Waits for the init's `Ready`, running the prestart and createRuntime hooks and passing
+/// on a seccomp listener when it asks.
+fn await_ready(channel: &Channel, c: &Container, pid: i32, spec: &Spec) -> Result<(), CreateError> {
     loop {
-        match channel.recv()? {
-            Some(Msg::Ready) => return Ok(()),
-            Some(Msg::Hooks) => {
+        match channel.recv_with_fd()? {
+            (Some(Msg::Ready), _) => return Ok(()),
+            (Some(Msg::Hooks), _) => {
                 let hooks = c
                     .record
                     .hooks
                     .as_ref()
                     .expect("init asks only when hooks exist");
-                let mut state = crate::hooks::State::of(c, Status::Creating);
-                state.pid = pid;
-                let json = state.to_json();
+                let json = state_json(c, pid, Status::Creating);
                 for phase in [Phase::Prestart, Phase::CreateRuntime] {
                     crate::hooks::run(phase, phase.select(hooks), &json)?;
                 }
                 channel.send(&Msg::Go)?;
             }
-            Some(Msg::Error { errno, message }) => {
+            (Some(Msg::SeccompFd), Some(fd)) => {
+                let state = state_json(c, pid, Status::Creating);
+                forward_listener(spec, pid, &state, fd.as_fd())?;
+            }
+            (Some(Msg::Error { errno, message }), _) => {
                 return Err(CreateError::Init { errno, message })
             }
             _ => return Err(CreateError::InitVanished),
         }
     }
+}
+
+/// The runtime-spec state of `c` with `pid` and `status`, as JSON.
+fn state_json(c: &Container, pid: i32, status: Status) -> Vec<u8> {
+    let mut state = crate::hooks::State::of(c, status);
+    state.pid = pid;
+    state.to_json()
+}
+
+/// Sends a seccomp notify fd to `linux.seccomp.listenerPath` with the container state,
+/// in runc's protocol.
+pub(crate) fn forward_listener(
+    spec: &Spec,
+    pid: i32,
+    state: &[u8],
+    fd: std::os::fd::BorrowedFd<'_>,
+) -> Result<(), crate::seccomp::SeccompError> {
+    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    let Some(path) = seccomp.and_then(|s| s.listener_path().as_ref()) else {
+        return Ok(());
+    };
+    let metadata = seccomp
+        .and_then(|s| s.listener_metadata().clone())
+        .unwrap_or_default();
+    let state: serde_json::Value = serde_json::from_slice(state).expect("state JSON is valid");
+    let json = crate::seccomp::process_state_json(pid, &metadata, &state);
+    crate::seccomp::send_to_listener(path, fd, &json)
 }
 
 /// Every fd `--preserve-fds` promises must be open before hull opens anything, or one of

@@ -56,6 +56,8 @@ pub enum ExecError {
     #[error(transparent)]
     Landlock(#[from] crate::landlock::LandlockError),
     #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
+    #[error(transparent)]
     Cgroup(#[from] CgroupError),
     #[error(transparent)]
     Sync(#[from] SyncError),
@@ -162,6 +164,12 @@ pub fn exec(c: &Container, opts: &ExecOpts) -> Result<Execed, ExecError> {
         .and_then(|a| a.get(crate::landlock::ANNOTATION))
         .map(|text| crate::landlock::parse(text))
         .transpose()?;
+    let seccomp = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .map(crate::seccomp::compile)
+        .transpose()?;
     let (parent_end, child_end) = sync::pair()?;
     let cfg = ExecConfig {
         process: &opts.process,
@@ -169,7 +177,10 @@ pub fn exec(c: &Container, opts: &ExecOpts) -> Result<Execed, ExecError> {
         channel: &child_end,
         console: console.as_ref(),
         preserve_fds: opts.preserve_fds,
-        landlock: landlock.as_ref(),
+        confinement: crate::init::Confinement {
+            landlock: landlock.as_ref(),
+            seccomp: seccomp.as_ref(),
+        },
     };
     let (pid, pidfd) = match sys::clone_process(0, None).map_err(ExecError::Clone)? {
         sys::Forked::Child => {
@@ -182,9 +193,17 @@ pub fn exec(c: &Container, opts: &ExecOpts) -> Result<Execed, ExecError> {
     let started = (|| {
         cgroup.add(pid)?;
         parent_end.send(&Msg::Go)?;
-        match parent_end.recv()? {
-            Some(Msg::Error { errno, message }) => Err(ExecError::Child { errno, message }),
-            _ => Ok(()),
+        loop {
+            match parent_end.recv_with_fd()? {
+                (Some(Msg::Error { errno, message }), _) => {
+                    return Err(ExecError::Child { errno, message })
+                }
+                (Some(Msg::SeccompFd), Some(fd)) => {
+                    let state = crate::hooks::state_json(c, Status::Running);
+                    super::create::forward_listener(&spec, pid, &state, fd.as_fd())?;
+                }
+                _ => return Ok(()),
+            }
         }
     })();
     if let Err(e) = started {

@@ -3,11 +3,9 @@
 //! with the local terminal in raw mode, as runc does.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
-use nix::sys::socket::{
-    recvmsg, socketpair, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType,
-};
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::sys::termios::{self, SetArg, Termios};
 
 /// The two ends of the console channel: ours receives the master, the init's sends it.
@@ -24,24 +22,8 @@ pub fn channel() -> io::Result<(OwnedFd, OwnedFd)> {
 /// Receives the pty master sent by the init (SCM_RIGHTS).
 pub fn receive_master(sock: &OwnedFd) -> io::Result<OwnedFd> {
     let mut buf = [0u8; 64];
-    let mut iov = [io::IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .map_err(io::Error::from)?;
-    for cmsg in msg.cmsgs().map_err(io::Error::from)? {
-        if let ControlMessageOwned::ScmRights(fds) = cmsg {
-            if let Some(&fd) = fds.first() {
-                // SAFETY: SCM_RIGHTS just installed this fd in our table; we own it.
-                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
-            }
-        }
-    }
-    Err(io::Error::from_raw_os_error(libc::EBADMSG))
+    let (_, fd) = crate::sys::recv_with_fd(sock.as_fd(), &mut buf)?;
+    fd.ok_or_else(|| io::Error::from_raw_os_error(libc::EBADMSG))
 }
 
 /// The relay's state: the master, and the local terminal's settings to restore.

@@ -22,8 +22,8 @@ pub struct ExecConfig<'a> {
     pub channel: &'a Channel,
     pub console: Option<&'a OwnedFd>,
     pub preserve_fds: u32,
-    /// The container's `run.oci.hull.landlock` ruleset, which binds exec'd processes too.
-    pub landlock: Option<&'a crate::landlock::Ruleset>,
+    /// The container's Landlock ruleset and seccomp filter, which bind exec'd processes too.
+    pub confinement: super::Confinement<'a>,
 }
 
 /// Runs the exec child to its execve. Never returns.
@@ -62,7 +62,12 @@ fn setup(cfg: &ExecConfig) -> Result<program::Program, InitError> {
     if p.terminal().unwrap_or(false) {
         console::setup(cfg.console.ok_or(InitError::NoConsoleSocket)?, false)?;
     }
-    let program = super::confine(p, cfg.landlock)?;
+    let (program, seccomp_late) = super::confine(p, cfg.confinement, cfg.channel)?;
     sys::set_parent_death_signal(0).map_err(InitError::UserRoot)?;
+    if seccomp_late {
+        if let Some(f) = cfg.confinement.seccomp {
+            f.install()?;
+        }
+    }
     Ok(program)
 }

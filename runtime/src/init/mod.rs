@@ -38,8 +38,16 @@ pub struct InitConfig<'a> {
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
     pub id: &'a str,
+    pub confinement: Confinement<'a>,
+}
+
+/// Restrictions every process entering the container gets, prepared by the parent.
+#[derive(Clone, Copy, Default)]
+pub struct Confinement<'a> {
     /// The parsed `run.oci.hull.landlock` annotation.
     pub landlock: Option<&'a crate::landlock::Ruleset>,
+    /// The compiled `linux.seccomp` filter.
+    pub seccomp: Option<&'a crate::seccomp::Filter>,
 }
 
 /// A failed init step.
@@ -77,6 +85,8 @@ pub enum InitError {
     AppArmor(#[from] crate::apparmor::AppArmorError),
     #[error(transparent)]
     Landlock(#[from] crate::landlock::LandlockError),
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
     #[error("cannot open /proc")]
     Proc(#[source] io::Error),
     #[error("process.terminal is true but no --console-socket was given")]
@@ -131,6 +141,8 @@ pub fn run(cfg: &InitConfig) -> ! {
 struct Ready {
     fifo: Option<File>,
     program: program::Program,
+    /// The seccomp filter still has to be installed, right before execve.
+    seccomp_late: bool,
 }
 
 fn setup(cfg: &InitConfig) -> Result<Ready, InitError> {
@@ -167,8 +179,12 @@ fn setup(cfg: &InitConfig) -> Result<Ready, InitError> {
     if process.terminal().unwrap_or(false) {
         console::setup(cfg.console.ok_or(InitError::NoConsoleSocket)?, true)?;
     }
-    let program = confine(process, cfg.landlock)?;
-    Ok(Ready { fifo, program })
+    let (program, seccomp_late) = confine(process, cfg.confinement, cfg.channel)?;
+    Ok(Ready {
+        fifo,
+        program,
+        seccomp_late,
+    })
 }
 
 /// Joins and creates the namespaces the parent could not, and names the container.
@@ -235,12 +251,14 @@ fn run_own_hooks(cfg: &InitConfig, phase: Phase, status: Status) -> Result<(), I
     Ok(crate::hooks::run(phase, list, &state.to_json())?)
 }
 
-/// Limits, AppArmor, Landlock, identity and capabilities, in runc's order; returns the
-/// resolved program.
+/// Limits, AppArmor, Landlock, seccomp, identity and capabilities, in runc's order.
+/// Returns the resolved program, and whether the seccomp filter is left to install right
+/// before execve (the latest point, as runc does when no_new_privs is set).
 fn confine(
     process: &oci_spec::runtime::Process,
-    landlock: Option<&crate::landlock::Ruleset>,
-) -> Result<program::Program, InitError> {
+    conf: Confinement,
+    channel: &Channel,
+) -> Result<(program::Program, bool), InitError> {
     credentials::set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
     if let Some(profile) = process
         .apparmor_profile()
@@ -253,8 +271,14 @@ fn confine(
     }
     // Landlock needs CAP_SYS_ADMIN or no_new_privs; enforced while we still hold the
     // former, it works whatever noNewPrivileges says.
-    if let Some(ruleset) = landlock {
+    if let Some(ruleset) = conf.landlock {
         ruleset.enforce()?;
+    }
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    if let Some(filter) = conf.seccomp.filter(|_| !nnp) {
+        // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: do it while we
+        // still have it, as runc does.
+        install_filter(filter, channel)?;
     }
     let caps = process.capabilities().as_ref();
     credentials::drop_bounding(caps)?;
@@ -262,7 +286,26 @@ fn confine(
     let program = program::Program::resolve(process)?;
     credentials::set_caps(caps)?;
     credentials::finish(process)?;
-    Ok(program)
+    let mut late = false;
+    if let Some(filter) = conf.seccomp.filter(|_| nnp) {
+        // A notify listener must reach the parent before Ready; otherwise wait until
+        // the very end.
+        if filter.uses_notify() {
+            install_filter(filter, channel)?;
+        } else {
+            late = true;
+        }
+    }
+    Ok((program, late))
+}
+
+/// Loads the filter; a notify listener fd goes to the parent, which passes it on to
+/// `linux.seccomp.listenerPath`.
+fn install_filter(filter: &crate::seccomp::Filter, channel: &Channel) -> Result<(), InitError> {
+    if let Some(fd) = filter.install()? {
+        channel.send_fd(&Msg::SeccompFd, std::os::fd::AsFd::as_fd(&fd))?;
+    }
+    Ok(())
 }
 
 fn exec(cfg: &InitConfig, ready: Ready) -> Result<std::convert::Infallible, InitError> {
@@ -284,6 +327,11 @@ fn exec(cfg: &InitConfig, ready: Ready) -> Result<std::convert::Infallible, Init
         },
     }
     run_own_hooks(cfg, Phase::StartContainer, Status::Created)?;
+    if ready.seccomp_late {
+        if let Some(f) = cfg.confinement.seccomp {
+            f.install()?;
+        }
+    }
     Ok(ready.program.exec(cfg.preserve_fds)?)
 }
 

@@ -8,11 +8,13 @@ mod exe;
 mod fs;
 mod mount;
 mod process;
+mod socket;
 
 pub use exe::*;
 pub use fs::*;
 pub use mount::*;
 pub use process::*;
+pub use socket::*;
 
 use std::ffi::CString;
 use std::io;
