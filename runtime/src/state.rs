@@ -100,6 +100,10 @@ pub struct Record {
     /// Set while `create` is in progress.
     #[serde(default)]
     pub creating: bool,
+    /// The container's mounts live in the host's mount namespace (it has none of its
+    /// own), so destroying it must unmount them.
+    #[serde(default)]
+    pub host_mounts: bool,
     /// The config's hooks, for the phases that run after `create` (poststart, poststop).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<oci_spec::runtime::Hooks>,
@@ -305,6 +309,7 @@ mod tests {
                 cgroup: CgroupRecord::default(),
                 own_pid_ns: true,
                 creating: true,
+                host_mounts: false,
                 hooks: None,
             },
         };

@@ -124,6 +124,8 @@ pub struct Created {
 
 /// Undoes a partial create unless disarmed.
 struct Rollback {
+    /// The rootfs, when the init mounts on the host's tree (no mount namespace).
+    host_rootfs: Option<PathBuf>,
     dir: Option<PathBuf>,
     cgroup: Option<Cgroup>,
     pidfd: Option<OwnedFd>,
@@ -135,6 +137,9 @@ impl Drop for Rollback {
         if let Some(pidfd) = self.pidfd.take() {
             let _ = sys::pidfd_signal(pidfd.as_fd(), libc::SIGKILL);
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(self.pid), None);
+        }
+        if let Some(rootfs) = self.host_rootfs.take() {
+            super::destroy::unmount_rootfs(&rootfs);
         }
         if let Some(cg) = self.cgroup.take() {
             if let Err(e) = cg.remove() {
@@ -228,6 +233,7 @@ fn new_record(opts: &CreateOpts, l: &Loaded) -> Record {
         own_pid_ns: l.plan.new_pid,
         creating: true,
         hooks: l.spec.hooks().clone(),
+        host_mounts: l.plan.host_mount,
     }
 }
 
@@ -236,6 +242,7 @@ pub fn create(root: &Path, opts: &CreateOpts, mode: Mode) -> Result<Created, Cre
     let l = load(opts)?;
     let dir = state::create_dir(root, &opts.id)?;
     let mut rollback = Rollback {
+        host_rootfs: l.plan.host_mount.then(|| l.rootfs.clone()),
         dir: Some(dir.clone()),
         cgroup: None,
         pidfd: None,
@@ -275,6 +282,7 @@ pub fn create(root: &Path, opts: &CreateOpts, mode: Mode) -> Result<Created, Cre
     }
     let pidfd = rollback.pidfd.take().expect("set above");
     rollback.dir = None;
+    rollback.host_rootfs = None;
     let cgroup = rollback.cgroup.take().expect("set above");
     Ok(Created {
         container,

@@ -53,6 +53,14 @@ pub fn kill(c: &Container, sig: i32, all: bool) -> Result<(), DestroyError> {
     sys::pidfd_signal(pidfd.as_fd(), sig).map_err(err)
 }
 
+/// Detaches the rootfs bind mount that a container without a mount namespace made on
+/// the host's tree; a lazy unmount takes everything mounted under it along. Only that one
+/// mount: below it may be the caller's own rootfs mount (containerd's overlay), which is
+/// not ours to remove. An already unmounted rootfs is fine.
+pub(crate) fn unmount_rootfs(rootfs: &std::path::Path) {
+    let _ = nix::mount::umount2(rootfs, nix::mount::MntFlags::MNT_DETACH);
+}
+
 /// Waits until the init has exited (it is not our child, so poll its pidfd).
 fn wait_gone(c: &Container, secs: u64) -> Result<(), DestroyError> {
     let r = &c.record;
@@ -93,6 +101,9 @@ pub fn destroy(c: &Container, cgroup: Option<&Cgroup>) -> Result<(), DestroyErro
             cg.freeze(false)?;
         }
         wait_gone(c, 10)?;
+    }
+    if c.record.host_mounts {
+        unmount_rootfs(&c.record.rootfs);
     }
     cg.remove()?;
     c.remove_dir()?;

@@ -29,7 +29,7 @@ pub struct ExecConfig<'a> {
 /// Runs the exec child to its execve. Never returns.
 pub fn run(cfg: &ExecConfig) -> ! {
     let err = match setup(cfg) {
-        Ok(program) => match program.exec(cfg.preserve_fds) {
+        Ok(program) => match program.exec() {
             Ok(never) => match never {},
             Err(e) => InitError::from(e),
         },
@@ -45,6 +45,7 @@ pub fn run(cfg: &ExecConfig) -> ! {
 
 fn setup(cfg: &ExecConfig) -> Result<program::Program, InitError> {
     sys::set_parent_death_signal(libc::SIGKILL).map_err(InitError::UserRoot)?;
+    program::prepare_fds(cfg.preserve_fds)?;
     match cfg.channel.recv()? {
         Some(Msg::Go) => {}
         _ => return Err(InitError::Aborted),

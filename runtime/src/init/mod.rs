@@ -149,6 +149,7 @@ fn setup(cfg: &InitConfig) -> Result<Ready, InitError> {
     // Until the parent has our pid in its records, dying with it is the only clean exit.
     sys::set_parent_death_signal(libc::SIGKILL).map_err(InitError::UserRoot)?;
     sys::set_umask(0);
+    program::prepare_fds(cfg.preserve_fds)?;
     // Opened while our fsuid is still the host's root, which owns the state directory;
     // in a new user namespace we are about to become the container's root instead.
     let fifo = match cfg.fifo {
@@ -172,6 +173,7 @@ fn setup(cfg: &InitConfig) -> Result<Ready, InitError> {
         in_user_ns,
         new_cgroup_ns: cfg.ns.new_cgroup,
         cwd: process.cwd(),
+        host_mount_ns: cfg.ns.host_mount,
     };
     let root = rootfs::prepare(cfg.spec, &plan)?;
     creation_hooks(cfg)?;
@@ -274,6 +276,10 @@ fn confine(
     if let Some(ruleset) = conf.landlock {
         ruleset.enforce()?;
     }
+    // The cwd and the executable are looked up before any seccomp filter exists: a
+    // profile may deny the calls that takes (openat2, statx).
+    let cwd_retry = program::change_cwd(process)?;
+    let program = program::Program::resolve(process)?;
     let nnp = process.no_new_privileges().unwrap_or(false);
     if let Some(filter) = conf.seccomp.filter(|_| !nnp) {
         // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: do it while we
@@ -283,7 +289,9 @@ fn confine(
     let caps = process.capabilities().as_ref();
     credentials::drop_bounding(caps)?;
     credentials::set_user(process)?;
-    let program = program::Program::resolve(process)?;
+    if cwd_retry {
+        program::change_cwd_again(process)?;
+    }
     credentials::set_caps(caps)?;
     credentials::finish(process)?;
     let mut late = false;
@@ -332,7 +340,7 @@ fn exec(cfg: &InitConfig, ready: Ready) -> Result<std::convert::Infallible, Init
             f.install()?;
         }
     }
-    Ok(ready.program.exec(cfg.preserve_fds)?)
+    Ok(ready.program.exec()?)
 }
 
 /// The exec fifo is opened read-write so the open never blocks; `hull start` writes one

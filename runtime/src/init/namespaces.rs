@@ -22,6 +22,9 @@ pub struct NsPlan {
     pub new_time: bool,
     pub new_pid: bool,
     pub new_mount: bool,
+    /// No mount namespace at all: the container shares the host's, as runc allows. Its
+    /// mounts are then made on the host, under the rootfs, and removed by `delete`.
+    pub host_mount: bool,
 }
 
 /// Failures planning or entering namespaces.
@@ -49,8 +52,6 @@ pub enum NsError {
     },
     #[error("a new user namespace combined with joining an existing {kind} namespace is not supported yet: join the user namespace too")]
     UserWithJoin { kind: String },
-    #[error("a private mount namespace is required (linux.namespaces must contain \"mount\")")]
-    NoMountNs,
 }
 
 fn flag(t: LinuxNamespaceType) -> u64 {
@@ -92,9 +93,8 @@ pub fn plan(spec: &Spec) -> Result<NsPlan, NsError> {
             _ => {}
         }
     }
-    if !p.new_mount {
-        return Err(NsError::NoMountNs);
-    }
+    let joined_mount = p.join.iter().any(|(t, _)| *t == LinuxNamespaceType::Mount);
+    p.host_mount = !p.new_mount && !joined_mount;
     if p.new_user {
         if let Some((t, _)) = p.join.first() {
             return Err(NsError::UserWithJoin {
@@ -196,11 +196,13 @@ mod tests {
     }
 
     #[test]
-    fn mount_namespace_required() {
-        assert!(matches!(
-            plan(&spec(r#"[{"type":"pid"}]"#)),
-            Err(NsError::NoMountNs)
-        ));
+    fn no_mount_namespace_means_the_hosts() {
+        assert!(plan(&spec(r#"[{"type":"pid"}]"#)).unwrap().host_mount);
+        assert!(
+            !plan(&spec(r#"[{"type":"mount","path":"/x"}]"#))
+                .unwrap()
+                .host_mount
+        );
     }
 
     #[test]

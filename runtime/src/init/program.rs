@@ -85,6 +85,40 @@ fn look_path(name: &str, path_var: &str) -> Result<PathBuf, ProgramError> {
     })
 }
 
+/// Marks every inherited descriptor but stdio and the `preserve` ones close-on-exec.
+/// Done first thing in the child: later, a seccomp profile may forbid close_range.
+pub fn prepare_fds(preserve: u32) -> Result<(), ProgramError> {
+    sys::cloexec_from(3 + preserve).map_err(ProgramError::Fds)?;
+    for fd in 3..3 + preserve {
+        sys::clear_cloexec(fd as i32).map_err(ProgramError::Fds)?;
+    }
+    Ok(())
+}
+
+/// Changes to process.cwd. Tried first as root, like runc, so that a directory hull can
+/// enter but the container's user cannot still works; `retry_later` reports a
+/// permission failure, to be tried again as the user.
+pub fn change_cwd(process: &Process) -> Result<bool, ProgramError> {
+    let cwd = process.cwd();
+    match enter_cwd(cwd) {
+        Ok(()) => Ok(false),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)) => Ok(true),
+        Err(source) => Err(ProgramError::Cwd {
+            path: cwd.clone(),
+            source,
+        }),
+    }
+}
+
+/// The second attempt of [`change_cwd`], as the container's user.
+pub fn change_cwd_again(process: &Process) -> Result<(), ProgramError> {
+    let cwd = process.cwd();
+    enter_cwd(cwd).map_err(|source| ProgramError::Cwd {
+        path: cwd.clone(),
+        source,
+    })
+}
+
 /// Changes to `cwd` resolved inside the container's root (now `/`), refusing magic links
 /// such as /proc/self/fd/N: an fd inherited from the caller must not become a working
 /// directory outside the container (CVE-2024-21626). The result is checked with getcwd,
@@ -119,13 +153,9 @@ fn cstrings(v: &[String]) -> Result<Vec<CString>, ProgramError> {
 }
 
 impl Program {
-    /// Changes to process.cwd and resolves the executable, as the container's user.
+    /// Resolves the executable (relative to the working directory, on the container's
+    /// PATH).
     pub fn resolve(process: &Process) -> Result<Self, ProgramError> {
-        let cwd = process.cwd();
-        enter_cwd(cwd).map_err(|source| ProgramError::Cwd {
-            path: cwd.clone(),
-            source,
-        })?;
         let args = process.args().clone().unwrap_or_default();
         let env = process.env().clone().unwrap_or_default();
         let path_var = env
@@ -140,13 +170,8 @@ impl Program {
         })
     }
 
-    /// Closes hull's descriptors (keeping stdio and `preserve` inherited ones), resets
-    /// signals and execs. Returns only on failure.
-    pub fn exec(&self, preserve: u32) -> Result<std::convert::Infallible, ProgramError> {
-        sys::cloexec_from(3 + preserve).map_err(ProgramError::Fds)?;
-        for fd in 3..3 + preserve {
-            sys::clear_cloexec(fd as i32).map_err(ProgramError::Fds)?;
-        }
+    /// Resets signals and execs. Returns only on failure.
+    pub fn exec(&self) -> Result<std::convert::Infallible, ProgramError> {
         sys::reset_signals().map_err(ProgramError::Signals)?;
         let path = CString::new(self.path.as_os_str().as_bytes()).map_err(|_| ProgramError::Nul)?;
         let e = nix::unistd::execve(&path, &self.args, &self.env).unwrap_err();

@@ -104,15 +104,20 @@ pub struct RootfsPlan<'a> {
     pub in_user_ns: bool,
     pub new_cgroup_ns: bool,
     pub cwd: &'a Path,
+    /// The container shares the host's mount namespace (no "mount" namespace in the
+    /// config): leave the host's propagation alone and chroot instead of pivot_root.
+    pub host_mount_ns: bool,
 }
 
 /// First half of rootfs setup, up to where runc runs the createRuntime and
 /// createContainer hooks: the private mount tree, the rootfs bind, config mounts, /dev.
 pub fn prepare(spec: &Spec, plan: &RootfsPlan) -> Result<Root, RootfsError> {
-    // Nothing mounted from here on may propagate back to the host.
-    let slave = MsFlags::MS_SLAVE | MsFlags::MS_REC;
-    nix::mount::mount(None::<&str>, "/", None::<&str>, slave, None::<&str>)
-        .map_err(|e| RootfsError::Propagation(e.into()))?;
+    if !plan.host_mount_ns {
+        // Nothing mounted from here on may propagate back to the host.
+        let slave = MsFlags::MS_SLAVE | MsFlags::MS_REC;
+        nix::mount::mount(None::<&str>, "/", None::<&str>, slave, None::<&str>)
+            .map_err(|e| RootfsError::Propagation(e.into()))?;
+    }
     // pivot_root needs the new root to be a mount point.
     let bind = MsFlags::MS_BIND | MsFlags::MS_REC;
     let bind_err = |source| RootfsError::RootBind {
@@ -127,6 +132,18 @@ pub fn prepare(spec: &Spec, plan: &RootfsPlan) -> Result<Root, RootfsError> {
         None::<&str>,
     )
     .map_err(|e| bind_err(e.into()))?;
+    if plan.host_mount_ns {
+        // On the host's own tree: keep the container's mounts from propagating to peers.
+        let private = MsFlags::MS_PRIVATE | MsFlags::MS_REC;
+        nix::mount::mount(
+            None::<&str>,
+            plan.rootfs,
+            None::<&str>,
+            private,
+            None::<&str>,
+        )
+        .map_err(|e| bind_err(e.into()))?;
+    }
     let root = Root::open(plan.rootfs).map_err(bind_err)?;
     let ctx = MountCtx {
         bundle: plan.bundle,
@@ -188,7 +205,9 @@ pub fn enter(spec: &Spec, plan: &RootfsPlan, root: Root) -> Result<(), RootfsErr
         path: plan.rootfs.to_owned(),
         source,
     };
-    if plan.no_pivot {
+    if plan.host_mount_ns {
+        pivot::chroot(&root).map_err(pivot_err)?;
+    } else if plan.no_pivot {
         pivot::move_root(&root).map_err(pivot_err)?;
     } else {
         pivot::pivot(&root).map_err(pivot_err)?;

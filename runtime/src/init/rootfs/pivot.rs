@@ -38,6 +38,15 @@ pub fn move_root(root: &Root) -> io::Result<()> {
     Ok(())
 }
 
+/// Without a mount namespace of its own the container only gets a chroot: pivot_root
+/// or a move over `/` would change the host's root.
+pub fn chroot(root: &Root) -> io::Result<()> {
+    nix::unistd::fchdir(root.fd().as_raw_fd())?;
+    nix::unistd::chroot(".")?;
+    nix::unistd::chdir("/")?;
+    Ok(())
+}
+
 /// Applies `root.readonly` and `linux.rootfsPropagation` to the new `/`.
 pub fn finish_root(readonly: bool, prop: Option<&str>) -> io::Result<()> {
     if !readonly && prop.is_none() {
