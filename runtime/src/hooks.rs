@@ -531,6 +531,7 @@ mod tests {
                 own_pid_ns: true,
                 creating: false,
                 hooks: None,
+                host_mounts: false,
             },
         }
     }
