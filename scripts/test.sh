@@ -18,6 +18,9 @@ echo "== drop-in checks: containerd and podman drive hull"
 cargo build -p hull
 HULL="$PWD/target/debug/hull" conformance/containerd.sh
 HULL="$PWD/target/debug/hull" conformance/podman.sh
+echo "== runtime-tools validation: every test runc passes here"
+conformance/runtime-tools.sh --runtime hull --only-pass-list conformance/runtime-tools.pass \
+    --hull "$PWD/target/debug/hull" --no-build
 echo "== fuzzing smoke run (parsers of untrusted input)"
 scripts/fuzz.sh 15
 echo "== leftovers"
