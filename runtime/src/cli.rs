@@ -120,6 +120,25 @@ pub enum Command {
         interval: String,
         id: String,
     },
+    /// Checkpoint a running container with CRIU (not available yet: says why).
+    Checkpoint {
+        /// Directory for the images (accepted for runc compatibility).
+        #[arg(long = "image-path")]
+        image_path: Option<PathBuf>,
+        #[arg(long = "leave-running")]
+        leave_running: bool,
+        id: String,
+    },
+    /// Restore a container from a CRIU checkpoint (not available yet: says why).
+    Restore {
+        #[arg(long = "image-path")]
+        image_path: Option<PathBuf>,
+        #[arg(short, long, default_value = ".")]
+        bundle: PathBuf,
+        #[arg(short, long)]
+        detach: bool,
+        id: String,
+    },
     /// Print a container's state as JSON.
     State { id: String },
     /// Send a signal to a container's init (default SIGTERM).

@@ -1,6 +1,7 @@
 //! One module per subcommand; `dispatch` maps the parsed command line onto them.
 
 mod cgroup_ops;
+mod checkpoint;
 mod events;
 mod exec;
 mod features;
@@ -54,6 +55,8 @@ pub enum CmdError {
     Unsupported { what: String },
     #[error("{what}")]
     Usage { what: String },
+    #[error("cannot {verb}: {reason}")]
+    Criu { verb: &'static str, reason: String },
     #[error("cannot {verb} container {id}: it is {status}")]
     WrongState {
         id: String,
@@ -120,6 +123,8 @@ pub fn dispatch(cli: Cli) -> Result<i32, CmdError> {
             interval,
             id,
         } => events::events(root, &id, stats, &interval).map(|()| 0),
+        Command::Checkpoint { id, .. } => checkpoint::checkpoint(root, &id).map(|()| 0),
+        Command::Restore { id, .. } => checkpoint::restore(&id).map(|()| 0),
         Command::State { id } => lifecycle::state(root, &id).map(|()| 0),
         Command::Kill {
             id,
