@@ -532,6 +532,7 @@ mod tests {
                 creating: false,
                 hooks: None,
                 host_mounts: false,
+                exec_done_fd: None,
             },
         }
     }

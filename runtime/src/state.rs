@@ -104,6 +104,11 @@ pub struct Record {
     /// own), so destroying it must unmount them.
     #[serde(default)]
     pub host_mounts: bool,
+    /// In the init, the number of the read end of a close-on-exec pipe whose write end
+    /// only the init holds: `start` takes a copy (pidfd_getfd) and reads it to end of
+    /// file, which comes when the init execs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec_done_fd: Option<i32>,
     /// The config's hooks, for the phases that run after `create` (poststart, poststop).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<oci_spec::runtime::Hooks>,
@@ -310,6 +315,7 @@ mod tests {
                 own_pid_ns: true,
                 creating: true,
                 host_mounts: false,
+                exec_done_fd: None,
                 hooks: None,
             },
         };

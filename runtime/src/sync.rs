@@ -27,6 +27,9 @@ pub enum Msg {
     /// Init → parent: the seccomp notify listener fd rides along (SCM_RIGHTS), for the
     /// parent to hand to `linux.seccomp.listenerPath`.
     SeccompFd,
+    /// Init → parent: a createContainer or startContainer hook failed; the lifecycle
+    /// goes on to deletion, poststop hooks included.
+    HookFailed { message: String },
     /// Init → parent: a step failed.
     Error { errno: i32, message: String },
 }
@@ -68,6 +71,11 @@ fn encode(msg: &Msg) -> Vec<u8> {
         Msg::Start => vec![b'S'],
         Msg::Hooks => vec![b'H'],
         Msg::SeccompFd => vec![b'F'],
+        Msg::HookFailed { message } => {
+            let mut v = vec![b'K'];
+            v.extend_from_slice(message.as_bytes());
+            v
+        }
         Msg::Error { errno, message } => {
             let mut v = vec![b'E'];
             v.extend_from_slice(&errno.to_le_bytes());
@@ -84,6 +92,9 @@ fn decode(buf: &[u8]) -> Result<Msg, SyncError> {
         [b'S'] => Ok(Msg::Start),
         [b'H'] => Ok(Msg::Hooks),
         [b'F'] => Ok(Msg::SeccompFd),
+        [b'K', rest @ ..] => Ok(Msg::HookFailed {
+            message: String::from_utf8_lossy(rest).into_owned(),
+        }),
         [b'E', a, b, c, d, rest @ ..] => Ok(Msg::Error {
             errno: i32::from_le_bytes([*a, *b, *c, *d]),
             message: String::from_utf8_lossy(rest).into_owned(),

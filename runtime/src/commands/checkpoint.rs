@@ -19,8 +19,7 @@ fn criu_problem() -> String {
             let text = String::from_utf8_lossy(&out.stderr);
             let last = text
                 .lines()
-                .filter(|l| !l.trim().is_empty())
-                .last()
+                .rfind(|l| !l.trim().is_empty())
                 .unwrap_or("no output");
             format!("`criu check` fails on this kernel: {}", last.trim())
         }

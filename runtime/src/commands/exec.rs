@@ -35,6 +35,7 @@ pub fn exec(root: &Path, a: ExecArgs) -> Result<i32, CmdError> {
         console_socket: a.console_socket.clone(),
         pid_file: a.pid_file.clone(),
         preserve_fds: a.preserve_fds,
+        ignore_paused: a.ignore_paused,
     };
     let started = container::exec(&c, &opts)?;
     if a.detach {

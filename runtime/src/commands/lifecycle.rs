@@ -1,6 +1,7 @@
 //! `create`, `start`, `state`, `kill` and `delete`.
 
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -37,10 +38,32 @@ pub fn start(root: &Path, id: &str) -> Result<(), CmdError> {
         .custom_flags(libc::O_NONBLOCK)
         .open(&fifo)
         .map_err(err)?;
+    let exec_done = exec_done_pipe(&c);
     std::fs::remove_file(&fifo).map_err(err)?;
     f.write_all(&[0]).map_err(err)?;
+    if let Some(pipe) = exec_done {
+        // End of file once the init has exec'd (or died): poststart comes after that.
+        let mut buf = [0u8; 16];
+        loop {
+            match nix::unistd::read(pipe.as_raw_fd(), &mut buf) {
+                Ok(0) => break,
+                Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => break,
+            }
+        }
+    }
     hooks::run_warning_only(Phase::Poststart, &c, Status::Running);
     Ok(())
+}
+
+/// A copy of the init's exec-done pipe, or `None` when it cannot be had (an init from
+/// an older hull, or no ptrace access): then `start` does not wait for the execve.
+fn exec_done_pipe(c: &Container) -> Option<std::os::fd::OwnedFd> {
+    let fd = c.record.exec_done_fd?;
+    let pidfd = crate::sys::pidfd_open(c.record.pid).ok()?;
+    let pipe = crate::sys::pidfd_getfd(std::os::fd::AsFd::as_fd(&pidfd), fd).ok()?;
+    // The pidfd pinned the process: make sure it is still our init, not a reused pid.
+    crate::procinfo::alive(c.record.pid, c.record.pid_start).then_some(pipe)
 }
 
 pub fn state(root: &Path, id: &str) -> Result<(), CmdError> {

@@ -17,12 +17,18 @@ pub fn run(root: &Path, opts: &CreateOpts, detach: bool, keep: bool) -> Result<i
         .send(&Msg::Start)
         .map_err(CreateError::from)?;
     // The init's end closes when it execs; an error arrives instead if exec failed.
-    if let Some(Msg::Error { errno, message }) =
-        created.channel.recv().map_err(CreateError::from)?
-    {
+    let failure = match created.channel.recv().map_err(CreateError::from)? {
+        Some(Msg::Error { errno, message }) => Some(CreateError::Init { errno, message }),
+        Some(Msg::HookFailed { message }) => Some(CreateError::InitHook { message }),
+        _ => None,
+    };
+    if let Some(e) = failure {
         let _ = container::wait_for_exit(created.pid(), &created.pidfd, None);
         let _ = container::destroy(&created.container, Some(&created.cgroup));
-        return Err(CreateError::Init { errno, message }.into());
+        if e.is_hook_failure() {
+            hooks::run_warning_only(Phase::Poststop, &created.container, Status::Stopped);
+        }
+        return Err(e.into());
     }
     hooks::run_warning_only(Phase::Poststart, &created.container, Status::Running);
     if detach {

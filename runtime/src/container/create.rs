@@ -6,7 +6,7 @@
 //! [`Rollback`], which kills the init and removes the cgroup and state directory, so a
 //! failed create leaves nothing behind.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -104,6 +104,8 @@ pub enum CreateError {
     Landlock(#[from] crate::landlock::LandlockError),
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::SeccompError),
+    #[error("container init failed: {message}")]
+    InitHook { message: String },
     #[error("container init failed: {message}")]
     Init { errno: i32, message: String },
     #[error("container init exited during setup without a report")]
@@ -234,12 +236,47 @@ fn new_record(opts: &CreateOpts, l: &Loaded) -> Record {
         creating: true,
         hooks: l.spec.hooks().clone(),
         host_mounts: l.plan.host_mount,
+        exec_done_fd: None,
     }
 }
 
 /// Creates container `opts.id` under `root`.
 pub fn create(root: &Path, opts: &CreateOpts, mode: Mode) -> Result<Created, CreateError> {
     let l = load(opts)?;
+    let hooks = l.spec.hooks().clone();
+    let (version, bundle) = (l.spec.version().clone(), l.bundle.clone());
+    let annotations = l.spec.annotations().clone().unwrap_or_default();
+    match create_loaded(root, opts, mode, l) {
+        // runtime-spec: a failed creation hook stops the container and the lifecycle
+        // continues with deletion, poststop hooks included.
+        Err(e) if e.is_hook_failure() => {
+            let state = crate::hooks::State {
+                oci_version: &version,
+                id: &opts.id,
+                status: Status::Stopped,
+                pid: 0,
+                bundle: &bundle,
+                annotations: &annotations,
+            };
+            let list = hooks
+                .as_ref()
+                .map(|h| Phase::Poststop.select(h))
+                .unwrap_or_default();
+            if let Err(hook) = crate::hooks::run(Phase::Poststop, list, &state.to_json()) {
+                tracing::warn!("{}", crate::report::chain(&hook));
+            }
+            Err(e)
+        }
+        other => other,
+    }
+}
+
+fn create_loaded(
+    root: &Path,
+    opts: &CreateOpts,
+    mode: Mode,
+    l: Loaded,
+) -> Result<Created, CreateError> {
     let dir = state::create_dir(root, &opts.id)?;
     let mut rollback = Rollback {
         host_rootfs: l.plan.host_mount.then(|| l.rootfs.clone()),
@@ -264,7 +301,14 @@ pub fn create(root: &Path, opts: &CreateOpts, mode: Mode) -> Result<Created, Cre
             }
         })?;
     }
+    // Held by the init until its execve; `start` waits on it (see Record::exec_done_fd).
+    let exec_done = match mode {
+        Mode::Create => Some(sys::cloexec_pipe().map_err(CreateError::Clone)?),
+        Mode::Run => None,
+    };
+    container.record.exec_done_fd = exec_done.as_ref().map(|(r, _)| r.as_raw_fd());
     let (pid, channel, console) = spawn(opts, &l, fifo.as_deref(), &mut rollback)?;
+    drop(exec_done);
     let cgroup = rollback.cgroup.as_ref().expect("set above");
     prepare_init(pid, &l.spec, l.plan.new_user, cgroup)?;
     channel.send(&Msg::Go)?;
@@ -388,6 +432,9 @@ fn await_ready(channel: &Channel, c: &Container, pid: i32, spec: &Spec) -> Resul
             (Some(Msg::Error { errno, message }), _) => {
                 return Err(CreateError::Init { errno, message })
             }
+            (Some(Msg::HookFailed { message }), _) => {
+                return Err(CreateError::InitHook { message })
+            }
             _ => return Err(CreateError::InitVanished),
         }
     }
@@ -478,6 +525,13 @@ pub(crate) fn write_pid_file(path: &Path, pid: i32) -> std::io::Result<()> {
     let tmp = path.with_file_name(format!(".{name}.tmp"));
     std::fs::write(&tmp, pid.to_string())?;
     std::fs::rename(&tmp, path)
+}
+
+impl CreateError {
+    /// True for failures of hooks that run during creation.
+    pub fn is_hook_failure(&self) -> bool {
+        matches!(self, CreateError::Hook(_) | CreateError::InitHook { .. })
+    }
 }
 
 impl Created {

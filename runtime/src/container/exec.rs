@@ -69,6 +69,8 @@ pub struct ExecOpts {
     pub console_socket: Option<PathBuf>,
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: u32,
+    /// `--ignore-paused`: exec into a frozen container (the process runs on resume).
+    pub ignore_paused: bool,
 }
 
 /// A started exec process.
@@ -123,7 +125,8 @@ fn open_namespaces(spec: &Spec, pid: i32) -> Result<Namespaces, ExecError> {
 pub fn exec(c: &Container, opts: &ExecOpts) -> Result<Execed, ExecError> {
     let r = &c.record;
     let status = c.status();
-    if !matches!(status, Status::Running | Status::Created) {
+    let paused_ok = opts.ignore_paused && status == Status::Paused;
+    if !matches!(status, Status::Running | Status::Created) && !paused_ok {
         return Err(ExecError::NotRunning {
             id: r.id.clone(),
             status,

@@ -120,9 +120,14 @@ pub fn run(cfg: &InitConfig) -> ! {
         },
         Err(e) => e,
     };
-    let msg = Msg::Error {
-        errno: err.errno(),
-        message: chain(&err),
+    let msg = match &err {
+        InitError::Hook(_) => Msg::HookFailed {
+            message: chain(&err),
+        },
+        _ => Msg::Error {
+            errno: err.errno(),
+            message: chain(&err),
+        },
     };
     if cfg.channel.send(&msg).is_err() {
         // The parent is gone (a `create` whose `start` came later): stderr is all we have.
@@ -174,6 +179,7 @@ fn setup(cfg: &InitConfig) -> Result<Ready, InitError> {
         new_cgroup_ns: cfg.ns.new_cgroup,
         cwd: process.cwd(),
         host_mount_ns: cfg.ns.host_mount,
+        terminal: process.terminal().unwrap_or(false),
     };
     let root = rootfs::prepare(cfg.spec, &plan)?;
     creation_hooks(cfg)?;

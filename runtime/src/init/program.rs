@@ -146,6 +146,17 @@ fn enter_cwd(cwd: &Path) -> io::Result<()> {
     }
 }
 
+/// The home directory of `uid` in passwd(5) text, or "/".
+fn home_of(passwd: &str, uid: u32) -> String {
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 6 && f[2].parse() == Ok(uid))
+        .map(|f| f[5].to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "/".into())
+}
+
 fn cstrings(v: &[String]) -> Result<Vec<CString>, ProgramError> {
     v.iter()
         .map(|s| CString::new(s.as_bytes()).map_err(|_| ProgramError::Nul))
@@ -157,7 +168,12 @@ impl Program {
     /// PATH).
     pub fn resolve(process: &Process) -> Result<Self, ProgramError> {
         let args = process.args().clone().unwrap_or_default();
-        let env = process.env().clone().unwrap_or_default();
+        let mut env = process.env().clone().unwrap_or_default();
+        if !env.iter().any(|e| e.starts_with("HOME=")) {
+            // As runc: HOME from the container's /etc/passwd, "/" for an unknown uid.
+            let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+            env.push(format!("HOME={}", home_of(&passwd, process.user().uid())));
+        }
         let path_var = env
             .iter()
             .find_map(|e| e.strip_prefix("PATH="))
@@ -185,6 +201,16 @@ impl Program {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn home_from_passwd() {
+        let passwd =
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:n:/nonexistent:/bin/false\n";
+        assert_eq!(home_of(passwd, 0), "/root");
+        assert_eq!(home_of(passwd, 65534), "/nonexistent");
+        assert_eq!(home_of(passwd, 1000), "/");
+        assert_eq!(home_of("garbage", 0), "/");
+    }
 
     #[test]
     fn finds_on_path() {

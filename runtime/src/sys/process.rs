@@ -183,3 +183,17 @@ pub fn join_session_keyring(name: &str) -> io::Result<()> {
         other => other.map(drop),
     }
 }
+
+/// pidfd_getfd(2): a duplicate of descriptor `target` of the process behind `pidfd`.
+pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, target: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_getfd takes two descriptors and flags (0) by value and returns a new
+    // fd in our table.
+    let fd = check(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), target, 0) })?;
+    // SAFETY: the kernel just installed this fd for us; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// pipe2(2) with O_CLOEXEC: (read end, write end).
+pub fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)
+}

@@ -15,6 +15,7 @@
 #![allow(dead_code)]
 
 pub mod console;
+pub mod fds;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -107,6 +107,8 @@ pub struct RootfsPlan<'a> {
     /// The container shares the host's mount namespace (no "mount" namespace in the
     /// config): leave the host's propagation alone and chroot instead of pivot_root.
     pub host_mount_ns: bool,
+    /// process.terminal: /dev/console must exist before the root may turn read-only.
+    pub terminal: bool,
 }
 
 /// First half of rootfs setup, up to where runc runs the createRuntime and
@@ -162,6 +164,15 @@ pub fn prepare(spec: &Spec, plan: &RootfsPlan) -> Result<Root, RootfsError> {
     });
     if !dev_bound {
         create_devices(spec, &root, plan.in_user_ns)?;
+    }
+    if plan.terminal {
+        // The bind target of the pty, made now: the root may be read-only later.
+        let console = Path::new("/dev/console");
+        root.create_file(console)
+            .map_err(|source| RootfsError::Device {
+                path: console.into(),
+                source,
+            })?;
     }
     Ok(root)
 }
