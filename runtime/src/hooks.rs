@@ -127,6 +127,22 @@ pub fn run(phase: Phase, hooks: &[Hook], state_json: &[u8]) -> Result<(), HookEr
     Ok(())
 }
 
+/// Runs every hook of `phase`, logging each failure as a warning and going on with the
+/// rest: runtime-spec's rule for poststart and poststop hooks.
+pub fn run_all_warning_only(phase: Phase, hooks: &[Hook], state_json: &[u8]) {
+    for (index, hook) in hooks.iter().enumerate() {
+        if let Err(failure) = run_one(hook, state_json) {
+            let e = HookError {
+                phase,
+                index,
+                path: hook.path().clone(),
+                failure,
+            };
+            tracing::warn!("{}", crate::report::chain(&e));
+        }
+    }
+}
+
 fn run_one(hook: &Hook, state_json: &[u8]) -> Result<(), HookFailure> {
     let timeout = match hook.timeout() {
         Some(t) if t <= 0 => return Err(HookFailure::BadTimeout(t)),
@@ -322,9 +338,7 @@ pub fn run_warning_only(phase: Phase, c: &Container, status: Status) {
     if list.is_empty() {
         return;
     }
-    if let Err(e) = run(phase, list, &state_json(c, status)) {
-        tracing::warn!("{}", crate::report::chain(&e));
-    }
+    run_all_warning_only(phase, list, &state_json(c, status));
 }
 
 #[cfg(test)]

@@ -187,8 +187,10 @@ fn all_phases_in_order_with_their_state() {
     // startContainer hooks (opencontainers/runc#4347, moved to `start` by
     // runc#5186); its poststart state then says "created".
     let (order, statuses, created) = if runtime().is_hull {
+        // prestart sees "created", as crun gives it and runtime-tools' hooks_stdin
+        // expects; createRuntime and createContainer run while creating.
         let statuses = [
-            "creating", "creating", "creating", "created", "running", "stopped",
+            "created", "creating", "creating", "created", "running", "stopped",
         ];
         (PHASES, statuses, 3)
     } else {
@@ -354,13 +356,20 @@ fn failing_poststart_is_a_warning() {
         "run must return the container's code:\n{out}"
     );
     assert_mentions(&out, &["poststart", &failing]);
-    // The first failure stops the phase (runc does the same).
-    assert_eq!(log.phases(), ["poststop"], "later poststart hooks ran");
+    // runtime-spec: "the remaining hooks and lifecycle continue" (runc stops the phase
+    // instead; runtime-tools' poststart_fail checks the spec's rule).
+    if runtime().is_hull {
+        assert_eq!(
+            log.phases(),
+            ["poststart", "poststop"],
+            "later poststart hooks must run"
+        );
+    }
     assert_no_leftovers(&ctx);
 }
 
-/// A failing poststop hook is a warning: `delete` succeeds and the container is
-/// gone; the later poststop hooks are skipped.
+/// A failing poststop hook is a warning: `delete` succeeds, the container is gone, and
+/// the later poststop hooks still run.
 #[test]
 fn failing_poststop_is_a_warning() {
     let Some(mut ctx) = Ctx::new("hooks-poststop-fails") else {
@@ -391,7 +400,13 @@ fn failing_poststop_is_a_warning() {
         "container survived delete:\n{out}"
     );
     assert_no_leftovers(&ctx);
-    assert_eq!(log.phases(), ["poststart"], "later poststop hooks ran");
+    if runtime().is_hull {
+        assert_eq!(
+            log.phases(),
+            ["poststart", "poststop"],
+            "later poststop hooks must run"
+        );
+    }
 }
 
 /// A hook without `args` gets its path as argv[0] and no arguments.

@@ -262,9 +262,7 @@ pub fn create(root: &Path, opts: &CreateOpts, mode: Mode) -> Result<Created, Cre
                 .as_ref()
                 .map(|h| Phase::Poststop.select(h))
                 .unwrap_or_default();
-            if let Err(hook) = crate::hooks::run(Phase::Poststop, list, &state.to_json()) {
-                tracing::warn!("{}", crate::report::chain(&hook));
-            }
+            crate::hooks::run_all_warning_only(Phase::Poststop, list, &state.to_json());
             Err(e)
         }
         other => other,
@@ -419,10 +417,13 @@ fn await_ready(channel: &Channel, c: &Container, pid: i32, spec: &Spec) -> Resul
                     .hooks
                     .as_ref()
                     .expect("init asks only when hooks exist");
-                let json = state_json(c, pid, Status::Creating);
-                for phase in [Phase::Prestart, Phase::CreateRuntime] {
-                    crate::hooks::run(phase, phase.select(hooks), &json)?;
-                }
+                // prestart sees "created", as crun gives it and runtime-tools expects;
+                // createRuntime runs while the container is still being created.
+                let created = state_json(c, pid, Status::Created);
+                crate::hooks::run(Phase::Prestart, Phase::Prestart.select(hooks), &created)?;
+                let creating = state_json(c, pid, Status::Creating);
+                let create_runtime = Phase::CreateRuntime.select(hooks);
+                crate::hooks::run(Phase::CreateRuntime, create_runtime, &creating)?;
                 channel.send(&Msg::Go)?;
             }
             (Some(Msg::SeccompFd), Some(fd)) => {
