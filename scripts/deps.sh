@@ -4,6 +4,9 @@
 set -euo pipefail
 
 packages=(busybox-static runc jq hyperfine containerd podman golang-github-containers-common crun file)
+# hull-cri: protoc for the CRI bindings; a registry and skopeo for its pull tests; Go fetches cri-api.
+packages+=(protobuf-compiler docker-registry skopeo)
+command -v go >/dev/null || [ -x /usr/local/go/bin/go ] || packages+=(golang-go)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -13,5 +16,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+# Debian's docker-registry enables a unit that would listen on :5000 on every address;
+# hull's tests start their own registry on loopback only.
+if [ -d /run/systemd/system ] && systemctl is-enabled docker-registry >/dev/null 2>&1; then
+    systemctl disable --now docker-registry >/dev/null 2>&1 || true
 fi
 command -v cargo >/dev/null || { echo "deps: cargo (Rust) is required" >&2; exit 1; }

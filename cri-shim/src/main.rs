@@ -1,9 +1,118 @@
-//! `hull-cri`: the CRI v1 gRPC server. It is not implemented yet (issue 4), so it
-//! refuses to start rather than pretend to serve a socket.
+//! `hull-cri`: the CRI v1 gRPC server of hull, on a unix socket.
 
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use hull_cri::api::image_service_server::ImageServiceServer;
+use hull_cri::api::runtime_service_server::RuntimeServiceServer;
+use hull_cri::config::Config;
+use hull_cri::pull::Puller;
+use hull_cri::server::{ImageServer, RuntimeServer};
+use hull_cri::store::Store;
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+
+/// kubelet's message size limit.
+const MAX_MESSAGE: usize = 16 << 20;
+
+/// The CRI v1 server of hull.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Unix socket to serve on.
+    #[arg(long, default_value = "/run/hull/cri.sock")]
+    listen: PathBuf,
+    /// State root: image store and records.
+    #[arg(long, default_value = "/var/lib/hull-cri")]
+    root: PathBuf,
+    /// Config file (registries and mirrors); missing means defaults.
+    #[arg(long, default_value = "/etc/hull/cri.toml")]
+    config: PathBuf,
+}
 
 fn main() -> ExitCode {
-    eprintln!("hull-cri: not implemented yet: the CRI server is tracked by issue 4");
-    ExitCode::from(2)
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "hull_cri=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hull-cri: starting the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hull-cri: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let config = Config::load(&args.config)?;
+    let store = Arc::new(Store::open(&args.root)?);
+    let collected = store.gc()?;
+    tracing::info!(root = %args.root.display(), images = store.list().len(), collected, "image store open");
+    let puller = Arc::new(Puller::new(store.clone(), config));
+
+    let dir = args
+        .listen
+        .parent()
+        .context("--listen has no parent directory")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    match std::fs::remove_file(&args.listen) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("removing stale {}", args.listen.display()));
+        }
+        _ => {}
+    }
+    let listener = UnixListener::bind(&args.listen)
+        .with_context(|| format!("binding {}", args.listen.display()))?;
+    std::fs::set_permissions(&args.listen, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("chmod {}", args.listen.display()))?;
+    tracing::info!(socket = %args.listen.display(), "serving CRI v1");
+
+    let images = ImageServiceServer::new(ImageServer::new(store, puller))
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+    let runtime = RuntimeServiceServer::new(RuntimeServer)
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+    let result = tonic::transport::Server::builder()
+        .add_service(runtime)
+        .add_service(images)
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown())
+        .await;
+    let _ = std::fs::remove_file(&args.listen);
+    result.context("gRPC server")
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("shutting down");
 }

@@ -1,0 +1,17 @@
+//! hull-cri: the CRI v1 (`runtime.v1`) server of the hull stack.
+//!
+//! Implemented so far: `Version` and the whole ImageService (pull into a content-addressed
+//! store, list, status, remove, filesystem usage). Every other RuntimeService RPC answers
+//! `UNIMPLEMENTED` (issue 4). See `docs/design/cri.md`.
+
+pub mod api;
+pub mod config;
+pub mod digest;
+pub mod fsutil;
+pub mod inflight;
+pub mod manifest;
+pub mod pull;
+pub mod reference;
+pub mod registry;
+pub mod server;
+pub mod store;
