@@ -15,7 +15,15 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "deps: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
+    # Packages must not start their daemons (containerd, docker-registry on :5000):
+    # the tests start what they need themselves, on loopback.
+    created_policy=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 0755 /usr/sbin/policy-rc.d
+        created_policy=1
+    fi
     apt-get install -y -qq "${missing[@]}" >/dev/null
+    [ $created_policy = 1 ] && rm -f /usr/sbin/policy-rc.d
 fi
 # Debian's docker-registry enables a unit that would listen on :5000 on every address;
 # hull's tests start their own registry on loopback only.
