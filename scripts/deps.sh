@@ -23,7 +23,7 @@ if [ ${#missing[@]} -gt 0 ]; then
         created_policy=1
     fi
     apt-get install -y -qq "${missing[@]}" >/dev/null
-    [ $created_policy = 1 ] && rm -f /usr/sbin/policy-rc.d
+    if [ $created_policy = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
 fi
 # Debian's docker-registry enables a unit that would listen on :5000 on every address;
 # hull's tests start their own registry on loopback only.
