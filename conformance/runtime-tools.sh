@@ -5,11 +5,10 @@
 # usage:
 #   conformance/runtime-tools.sh [options]
 #
-#   (no options)              every validation test against hull, runc, crun and the
-#                             hull-noseccomp diagnostic (hull with linux.seccomp deleted
-#                             from config.json, to see past hull's seccomp refusal);
+#   (no options)              every validation test against hull, runc and crun;
 #                             writes conformance/results/runtime-tools.{md,tsv}
-#   --runtime NAME            hull, runc, crun or hull-noseccomp; repeatable
+#   --runtime NAME            hull, runc, crun or hull-noseccomp (a diagnostic: hull with
+#                             linux.seccomp deleted from config.json); repeatable
 #   --only-pass-list FILE     run only the tests named in FILE (one a line, '#' comments);
 #                             exit 1 if any of them does not pass. Results go to
 #                             conformance/work/ only; conformance/results/ is left alone.
@@ -63,7 +62,7 @@ while [ $# -gt 0 ]; do
 	*) die "unknown argument $1 (see --help)" ;;
 	esac
 done
-[ ${#runtimes[@]} -gt 0 ] || runtimes=(hull runc crun hull-noseccomp)
+[ ${#runtimes[@]} -gt 0 ] || runtimes=(hull runc crun)
 for rt in "${runtimes[@]}"; do
 	case "$rt" in hull | runc | crun | hull-noseccomp) ;; *) die "unknown runtime $rt (hull, runc, crun or hull-noseccomp)" ;; esac
 done
