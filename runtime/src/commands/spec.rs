@@ -14,14 +14,27 @@ fn mount(dest: &str, typ: &str, src: &str, opts: &[&str]) -> Value {
     json!({"destination": dest, "type": typ, "source": src, "options": opts})
 }
 
-/// The default configuration; `rootless` maps the caller to root in a user namespace.
-pub fn default_spec(rootless: bool) -> Value {
-    let mut namespaces = vec![
-        json!({"type": "pid"}),
-        json!({"type": "ipc"}),
-        json!({"type": "uts"}),
-        json!({"type": "mount"}),
-    ];
+/// runc's default mounts; a rootless container binds the host's /sys and has no cgroup
+/// mount or devpts gid (it cannot map gid 5).
+fn default_mounts(rootless: bool) -> Vec<Value> {
+    let devpts: &[&str] = if rootless {
+        &[
+            "nosuid",
+            "noexec",
+            "newinstance",
+            "ptmxmode=0666",
+            "mode=0620",
+        ]
+    } else {
+        &[
+            "nosuid",
+            "noexec",
+            "newinstance",
+            "ptmxmode=0666",
+            "mode=0620",
+            "gid=5",
+        ]
+    };
     let mut mounts = vec![
         mount("/proc", "proc", "proc", &[]),
         mount(
@@ -30,19 +43,7 @@ pub fn default_spec(rootless: bool) -> Value {
             "tmpfs",
             &["nosuid", "strictatime", "mode=755", "size=65536k"],
         ),
-        mount(
-            "/dev/pts",
-            "devpts",
-            "devpts",
-            &[
-                "nosuid",
-                "noexec",
-                "newinstance",
-                "ptmxmode=0666",
-                "mode=0620",
-                "gid=5",
-            ],
-        ),
+        mount("/dev/pts", "devpts", "devpts", devpts),
         mount(
             "/dev/shm",
             "tmpfs",
@@ -55,21 +56,32 @@ pub fn default_spec(rootless: bool) -> Value {
             "mqueue",
             &["nosuid", "noexec", "nodev"],
         ),
-        mount(
+    ];
+    if rootless {
+        mounts.push(mount(
+            "/sys",
+            "none",
+            "/sys",
+            &["rbind", "nosuid", "noexec", "nodev", "ro"],
+        ));
+    } else {
+        mounts.push(mount(
             "/sys",
             "sysfs",
             "sysfs",
             &["nosuid", "noexec", "nodev", "ro"],
-        ),
-        mount(
-            "/sys/fs/cgroup",
-            "cgroup",
-            "cgroup",
-            &["nosuid", "noexec", "nodev", "relatime", "ro"],
-        ),
-    ];
+        ));
+        let cgroup = ["nosuid", "noexec", "nodev", "relatime", "ro"];
+        mounts.push(mount("/sys/fs/cgroup", "cgroup", "cgroup", &cgroup));
+    }
+    mounts
+}
+
+/// The `linux` section: namespaces, masked and read-only paths, and either the
+/// device cgroup rule or, rootless, the id mappings of the caller.
+fn default_linux(rootless: bool) -> Value {
+    let mut namespaces = vec!["pid", "network", "ipc", "uts", "mount"];
     let mut linux = json!({
-        "resources": {"devices": [{"allow": false, "access": "rwm"}]},
         "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
             "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
         "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
@@ -79,33 +91,20 @@ pub fn default_spec(rootless: bool) -> Value {
             nix::unistd::geteuid().as_raw(),
             nix::unistd::getegid().as_raw(),
         );
-        namespaces.push(json!({"type": "user"}));
+        namespaces.retain(|n| *n != "network");
+        namespaces.push("user");
         linux["uidMappings"] = json!([{"containerID": 0, "hostID": uid, "size": 1}]);
         linux["gidMappings"] = json!([{"containerID": 0, "hostID": gid, "size": 1}]);
-        linux.as_object_mut().expect("object").remove("resources");
-        mounts[2] = mount(
-            "/dev/pts",
-            "devpts",
-            "devpts",
-            &[
-                "nosuid",
-                "noexec",
-                "newinstance",
-                "ptmxmode=0666",
-                "mode=0620",
-            ],
-        );
-        mounts[5] = mount(
-            "/sys",
-            "none",
-            "/sys",
-            &["rbind", "nosuid", "noexec", "nodev", "ro"],
-        );
-        mounts.truncate(6);
     } else {
-        namespaces.insert(1, json!({"type": "network"}));
+        linux["resources"] = json!({"devices": [{"allow": false, "access": "rwm"}]});
     }
+    let namespaces: Vec<Value> = namespaces.iter().map(|t| json!({"type": t})).collect();
     linux["namespaces"] = json!(namespaces);
+    linux
+}
+
+/// The default configuration; `rootless` maps the caller to root in a user namespace.
+pub fn default_spec(rootless: bool) -> Value {
     json!({
         "ociVersion": "1.2.0",
         "process": {
@@ -120,8 +119,8 @@ pub fn default_spec(rootless: bool) -> Value {
         },
         "root": {"path": "rootfs", "readonly": true},
         "hostname": "hull",
-        "mounts": mounts,
-        "linux": linux
+        "mounts": default_mounts(rootless),
+        "linux": default_linux(rootless)
     })
 }
 

@@ -101,7 +101,7 @@ pub enum CreateError {
     #[error(transparent)]
     Hook(#[from] crate::hooks::HookError),
     #[error(transparent)]
-    Landlock(#[from] crate::landlock::LandlockError),
+    Restrictions(#[from] init::RestrictionError),
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::SeccompError),
     #[error("container init failed: {message}")]
@@ -168,8 +168,7 @@ struct Loaded {
     rootfs: PathBuf,
     spec: Spec,
     plan: namespaces::NsPlan,
-    landlock: Option<crate::landlock::Ruleset>,
-    seccomp: Option<crate::seccomp::Filter>,
+    restrictions: init::Restrictions,
 }
 
 fn load(opts: &CreateOpts) -> Result<Loaded, CreateError> {
@@ -188,25 +187,13 @@ fn load(opts: &CreateOpts) -> Result<Loaded, CreateError> {
         path: root_path.clone(),
         source,
     })?;
-    let landlock = spec
-        .annotations()
-        .as_ref()
-        .and_then(|a| a.get(crate::landlock::ANNOTATION))
-        .map(|text| crate::landlock::parse(text))
-        .transpose()?;
-    let seccomp = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.seccomp().as_ref())
-        .map(crate::seccomp::compile)
-        .transpose()?;
+    let restrictions = init::Restrictions::of(&spec)?;
     Ok(Loaded {
-        seccomp,
         bundle,
         rootfs,
         spec,
         plan,
-        landlock,
+        restrictions,
     })
 }
 
@@ -386,10 +373,7 @@ fn spawn(
         no_new_keyring: opts.no_new_keyring,
         preserve_fds: opts.preserve_fds,
         id: &opts.id,
-        confinement: init::Confinement {
-            landlock: l.landlock.as_ref(),
-            seccomp: l.seccomp.as_ref(),
-        },
+        confinement: l.restrictions.confinement(),
     };
     match sys::clone_process(l.plan.clone_flags, None).map_err(CreateError::Clone)? {
         sys::Forked::Child => {

@@ -54,7 +54,7 @@ pub enum ExecError {
     #[error(transparent)]
     State(#[from] StateError),
     #[error(transparent)]
-    Landlock(#[from] crate::landlock::LandlockError),
+    Restrictions(#[from] crate::init::RestrictionError),
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::SeccompError),
     #[error(transparent)]
@@ -152,27 +152,17 @@ pub fn exec(c: &Container, opts: &ExecOpts) -> Result<Execed, ExecError> {
         })?;
     }
     let console = match &opts.console_socket {
-        Some(path) => Some(OwnedFd::from(UnixStream::connect(path).map_err(
-            |source| ExecError::ConsoleSocket {
+        Some(path) => {
+            let sock = UnixStream::connect(path).map_err(|source| ExecError::ConsoleSocket {
                 path: path.clone(),
                 source,
-            },
-        )?)),
+            })?;
+            Some(OwnedFd::from(sock))
+        }
         None => None,
     };
     let cgroup = Cgroup::open(&r.cgroup, &r.id)?;
-    let landlock = spec
-        .annotations()
-        .as_ref()
-        .and_then(|a| a.get(crate::landlock::ANNOTATION))
-        .map(|text| crate::landlock::parse(text))
-        .transpose()?;
-    let seccomp = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.seccomp().as_ref())
-        .map(crate::seccomp::compile)
-        .transpose()?;
+    let restrictions = crate::init::Restrictions::of(&spec)?;
     let (parent_end, child_end) = sync::pair()?;
     let cfg = ExecConfig {
         process: &opts.process,
@@ -180,10 +170,7 @@ pub fn exec(c: &Container, opts: &ExecOpts) -> Result<Execed, ExecError> {
         channel: &child_end,
         console: console.as_ref(),
         preserve_fds: opts.preserve_fds,
-        confinement: crate::init::Confinement {
-            landlock: landlock.as_ref(),
-            seccomp: seccomp.as_ref(),
-        },
+        confinement: restrictions.confinement(),
     };
     let (pid, pidfd) = match sys::clone_process(0, None).map_err(ExecError::Clone)? {
         sys::Forked::Child => {
@@ -193,23 +180,10 @@ pub fn exec(c: &Container, opts: &ExecOpts) -> Result<Execed, ExecError> {
         sys::Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
     drop(child_end);
-    let started = (|| {
-        cgroup.add(pid)?;
+    if let Err(e) = cgroup.add(pid).map_err(ExecError::from).and_then(|()| {
         parent_end.send(&Msg::Go)?;
-        loop {
-            match parent_end.recv_with_fd()? {
-                (Some(Msg::Error { errno, message }), _) => {
-                    return Err(ExecError::Child { errno, message })
-                }
-                (Some(Msg::SeccompFd), Some(fd)) => {
-                    let state = crate::hooks::state_json(c, Status::Running);
-                    super::create::forward_listener(&spec, pid, &state, fd.as_fd())?;
-                }
-                _ => return Ok(()),
-            }
-        }
-    })();
-    if let Err(e) = started {
+        await_exec(&parent_end, c, &spec, pid)
+    }) {
         let _ = sys::pidfd_signal(pidfd.as_fd(), libc::SIGKILL);
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
         return Err(e);
@@ -221,4 +195,26 @@ pub fn exec(c: &Container, opts: &ExecOpts) -> Result<Execed, ExecError> {
         })?;
     }
     Ok(Execed { pid, pidfd })
+}
+
+/// Waits for the child's execve (end of file on the channel), passing on a seccomp
+/// listener on the way.
+fn await_exec(
+    channel: &sync::Channel,
+    c: &Container,
+    spec: &Spec,
+    pid: i32,
+) -> Result<(), ExecError> {
+    loop {
+        match channel.recv_with_fd()? {
+            (Some(Msg::Error { errno, message }), _) => {
+                return Err(ExecError::Child { errno, message })
+            }
+            (Some(Msg::SeccompFd), Some(fd)) => {
+                let state = crate::hooks::state_json(c, Status::Running);
+                super::create::forward_listener(spec, pid, &state, fd.as_fd())?;
+            }
+            _ => return Ok(()),
+        }
+    }
 }

@@ -41,6 +41,49 @@ pub struct InitConfig<'a> {
     pub confinement: Confinement<'a>,
 }
 
+/// A config's Landlock ruleset and seccomp filter, parsed and compiled by the parent
+/// before anything is cloned, so a bad one fails early with its own error.
+pub struct Restrictions {
+    pub landlock: Option<crate::landlock::Ruleset>,
+    pub seccomp: Option<crate::seccomp::Filter>,
+}
+
+/// Why a config's restrictions could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum RestrictionError {
+    #[error(transparent)]
+    Landlock(#[from] crate::landlock::LandlockError),
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
+}
+
+impl Restrictions {
+    /// Parses `run.oci.hull.landlock` and compiles `linux.seccomp`.
+    pub fn of(spec: &Spec) -> Result<Self, RestrictionError> {
+        let landlock = spec
+            .annotations()
+            .as_ref()
+            .and_then(|a| a.get(crate::landlock::ANNOTATION))
+            .map(|text| crate::landlock::parse(text))
+            .transpose()?;
+        let seccomp = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.seccomp().as_ref())
+            .map(crate::seccomp::compile)
+            .transpose()?;
+        Ok(Self { landlock, seccomp })
+    }
+
+    /// The borrowed form the child works with.
+    pub fn confinement(&self) -> Confinement<'_> {
+        Confinement {
+            landlock: self.landlock.as_ref(),
+            seccomp: self.seccomp.as_ref(),
+        }
+    }
+}
+
 /// Restrictions every process entering the container gets, prepared by the parent.
 #[derive(Clone, Copy, Default)]
 pub struct Confinement<'a> {
