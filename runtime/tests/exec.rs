@@ -127,8 +127,17 @@ fn home_is_set_from_passwd() {
         return;
     };
     let init = running(&mut ctx);
-    let environ = fs::read(format!("/proc/{init}/environ")).expect("init environ");
-    let environ = String::from_utf8_lossy(&environ).replace('\0', " ");
+    // runc 1.1.5's `start` can return before its init has exec'd the program, whose
+    // environment is the one to read: wait until the runtime's own is gone.
+    let mut environ = String::new();
+    for _ in 0..200 {
+        let raw = fs::read(format!("/proc/{init}/environ")).expect("init environ");
+        environ = String::from_utf8_lossy(&raw).replace('\0', " ");
+        if !environ.contains("_LIBCONTAINER_") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     assert!(environ.contains("HOME=/root"), "init env: {environ}");
     for (user, home) in [
         ("0", "HOME=/root"),
