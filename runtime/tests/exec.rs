@@ -71,9 +71,14 @@ fn env_count(facts: &Value, prefix: &str) -> usize {
     })
 }
 
-/// The pids in the container's pids-controller cgroup.
+/// The pids in the container's pids-controller cgroup (its only cgroup on v2).
 fn cgroup_procs(ctx: &Ctx) -> Vec<u64> {
-    let path = Path::new("/sys/fs/cgroup/pids")
+    let hierarchy = if common::is_cgroup_v2() {
+        "/sys/fs/cgroup"
+    } else {
+        "/sys/fs/cgroup/pids"
+    };
+    let path = Path::new(hierarchy)
         .join(ctx.cgroup_path().trim_start_matches('/'))
         .join("cgroup.procs");
     fs::read_to_string(&path)

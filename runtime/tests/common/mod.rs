@@ -594,8 +594,17 @@ pub fn host_mountinfo_mentioning(needle: &str) -> Vec<String> {
         .collect()
 }
 
-/// The v1 controller (and unified) mount points under /sys/fs/cgroup.
+/// True on a pure cgroup v2 host, where /sys/fs/cgroup is the unified hierarchy itself.
+pub fn is_cgroup_v2() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").is_file()
+}
+
+/// The hierarchy mount points: /sys/fs/cgroup itself on a cgroup v2 host, else the v1
+/// controller (and hybrid unified) mount points under it.
 pub fn cgroup_hierarchies() -> Vec<PathBuf> {
+    if is_cgroup_v2() {
+        return vec![PathBuf::from("/sys/fs/cgroup")];
+    }
     let Ok(entries) = fs::read_dir("/sys/fs/cgroup") else {
         return Vec::new();
     };
@@ -616,7 +625,11 @@ pub fn cgroup_dirs(path: &str) -> Vec<PathBuf> {
     let mut found = Vec::new();
     for h in cgroup_hierarchies() {
         let mut candidates = vec![h.join(rel)];
-        let ctrl = h.file_name().map(|n| n.to_string_lossy().into_owned());
+        let ctrl = if is_cgroup_v2() {
+            Some("unified".to_string())
+        } else {
+            h.file_name().map(|n| n.to_string_lossy().into_owned())
+        };
         if let Some(mine) = ctrl.and_then(|c| own.get(&c).cloned()) {
             candidates.push(h.join(mine.trim_start_matches('/')).join(rel));
         }
