@@ -231,6 +231,11 @@ fn unknown_profile_fails_before_the_program_starts() {
 /// `features` reports AppArmor as enabled exactly when the kernel has it.
 #[test]
 fn features_reports_apparmor() {
+    if !runtime().is_hull {
+        // runc 1.1.5 reports AppArmor support compiled in, whatever the host runs.
+        eprintln!("SKIPPED features_reports_apparmor: runc reports build support, not the host");
+        return;
+    }
     let logs = tempfile::tempdir().expect("tempdir");
     let mut cmd = Command::new(&runtime().path);
     cmd.arg("features");
