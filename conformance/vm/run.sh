@@ -12,8 +12,9 @@
 #                        sh:CMD     a shell command, run inside the VM as root
 #                        (default: the lane, DEFAULT_TESTS below)
 #   -- ARGS              passed to every hull test binary (e.g. a test name filter)
-#   --all                every hull integration test binary, then DEFAULT_TESTS' runc
-#                        and runtime-tools entries
+#   --all                every hull integration test binary (runtime/tests/*.rs, also
+#                        ones not in DEFAULT_TESTS), then DEFAULT_TESTS' runc and
+#                        runtime-tools entries
 #   --hull PATH          the hull binary the tests drive (default: target/debug/hull,
 #                        the one cargo builds for the test binaries)
 #   --no-build           do not run cargo; use the test binaries and checker already built
@@ -35,14 +36,13 @@
 set -euo pipefail
 
 # The lane: the cgroup v2 and AppArmor tests against hull and runc, runtime-tools'
-# AppArmor test against both, then the root integration tests that exercise cgroups,
-# mounts and confinement. cve, cve_paths and adversarial (about 5 minutes under TCG, and
-# nothing cgroup v2 or AppArmor specific) run with --all.
+# AppArmor test against both, then every root integration test on cgroup v2 and 6.1.
 DEFAULT_TESTS=(
 	cgroup_v2 runc:cgroup_v2
 	apparmor runc:apparmor
 	rt/linux_process_apparmor_profile runc:rt/linux_process_apparmor_profile
 	lifecycle isolation failures features features_ns exec cgroup_ops hooks seccomp
+	cve cve_paths adversarial
 )
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -206,6 +206,10 @@ else
 	done
 fi
 [ -x "$checker" ] || die "no static checker at $checker (run without --no-build)"
+# The bundle template, built here once rather than by every test binary in the VM.
+template=$work/template
+"$repo/bundles/busybox/build.sh" --checker "$checker" "$template" 2>/dev/null ||
+	die "building the bundle template ($repo/bundles/busybox/build.sh)"
 [ -x "$repo/target/debug/hull" ] || die "no $repo/target/debug/hull (run without --no-build)"
 mkdir -p "$repo/target/tmp"
 
@@ -219,7 +223,7 @@ q() { printf '%q ' "$@"; }
 {
 	echo "# written by conformance/vm/run.sh; sourced by guest.sh inside the VM"
 	echo "test_timeout=$test_timeout_s"
-	echo "export HULL_TEST_CHECKER=$(q "$checker")"
+	echo "export HULL_TEST_CHECKER=$(q "$checker") HULL_TEST_TEMPLATE=$(q "$template")"
 	echo "cd $(q "$repo")"
 	# The harness keeps its bundle template in CARGO_TARGET_TMPDIR (target/tmp).
 	echo "tmpfs_over $(q "$repo/target/tmp") || return 1"

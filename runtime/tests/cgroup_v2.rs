@@ -6,8 +6,9 @@
 //! prints "SKIPPED <test>: needs cgroup v2" and returns. They run in the VM lane
 //! (`conformance/vm/run.sh cgroup_v2 runc:cgroup_v2`), against hull and against
 //! runc in the same VM: `HULL_TEST_RUNTIME=/usr/sbin/runc`. Expected values are
-//! runc's conversions (shares → cpu.weight, blkio weight → io.weight, swap →
-//! memory.swap.max).
+//! runc's conversions (blkio weight → io.weight, swap → memory.swap.max), except
+//! shares → cpu.weight, where runc 1.1's linear map and the quadratic one of
+//! crun, runc 1.3+ and libcgroups are both accepted.
 //!
 //! The resource tests give the container a cgroup namespace, as Docker and the
 //! CRI do on v2 hosts; `host_cgroup_namespace` covers a container without one.

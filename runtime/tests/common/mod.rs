@@ -12,6 +12,10 @@
 //! Environment:
 //! - `HULL_TEST_RUNTIME`: runtime binary (default: the `hull` binary under test).
 //! - `HULL_TEST_CHECKER`: a prebuilt static `hull-checker` (default: built here).
+//! - `HULL_TEST_TEMPLATE`: a prebuilt bundle template, the output of
+//!   `bundles/busybox/build.sh --checker <checker> <dir>`, only read (default: built
+//!   here once per test binary, under `CARGO_TARGET_TMPDIR`). The VM lane uses it: the
+//!   build's ~400 `ln` processes take over a minute under software emulation.
 #![allow(dead_code)]
 
 pub mod console;
@@ -256,6 +260,9 @@ fn checker_binary() -> PathBuf {
 pub fn template() -> &'static Path {
     static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
     TEMPLATE.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("HULL_TEST_TEMPLATE") {
+            return PathBuf::from(dir);
+        }
         let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
         remove_stale_templates(&base);
         let dir = base.join(format!("hull-template-{}", std::process::id()));
