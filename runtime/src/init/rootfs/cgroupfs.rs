@@ -34,7 +34,9 @@ pub fn mount(root: &Root, dest: &Path, opts: &MountOptions, new_ns: bool) -> io:
         let tree = if new_ns {
             new_fs("cgroup2", "cgroup2", opts)?
         } else {
+            // /proc/self/cgroup paths are absolute; joined as-is they would replace the base.
             let rel = own.get("").cloned().unwrap_or_default();
+            let rel = rel.strip_prefix("/").unwrap_or(&rel);
             bind_tree(&Path::new("/sys/fs/cgroup").join(rel), opts)?
         };
         return sys::move_mount_fd(tree.as_fd(), target.as_fd());

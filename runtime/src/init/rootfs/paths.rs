@@ -15,7 +15,8 @@ use super::options::MountOptions;
 use super::resolve::Root;
 use crate::sys::{self, AttrChange};
 
-/// A detached mount of the host's /dev/null, cloned once per masked file.
+/// The host's /dev/null, held as an `O_PATH` descriptor; each masked file gets a fresh
+/// bind of it (kernels before 6.x refuse to clone an already detached mount).
 pub struct NullSource {
     tree: OwnedFd,
 }
@@ -23,7 +24,7 @@ pub struct NullSource {
 impl NullSource {
     /// Opens the host /dev/null and checks that it is the real null device.
     pub fn open() -> io::Result<Self> {
-        let tree = sys::clone_tree(sys::cwd(), Path::new("/dev/null"), false)?;
+        let tree = sys::open_path(Path::new("/dev/null"), libc::O_PATH | libc::O_NOFOLLOW)?;
         let meta = std::fs::metadata(sys::fd_path(tree.as_fd()))?;
         use std::os::unix::fs::MetadataExt;
         if !meta.file_type().is_char_device() || meta.rdev() != libc::makedev(1, 3) {
