@@ -48,10 +48,14 @@ pub enum ConfigError {
     },
 }
 
-/// Parses config.json bytes. `path` is only used in error messages.
-pub fn parse(bytes: &[u8], path: &Path) -> Result<Spec, ConfigError> {
+/// Deserializes JSON, reporting a wrong value by its JSON path and a syntax error as
+/// such. `path` is only used in error messages.
+fn deserialize<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    path: &Path,
+) -> Result<T, ConfigError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let spec: Spec = serde_path_to_error::deserialize(de).map_err(|e| {
+    serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
         let source = e.into_inner();
         if source.is_syntax() || source.is_eof() || field == "." {
@@ -66,7 +70,12 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Spec, ConfigError> {
                 source,
             }
         }
-    })?;
+    })
+}
+
+/// Parses config.json bytes. `path` is only used in error messages.
+pub fn parse(bytes: &[u8], path: &Path) -> Result<Spec, ConfigError> {
+    let spec: Spec = deserialize(bytes, path)?;
     validate(&spec)
         .and_then(|()| unsupported::check(&spec))
         .map_err(|source| ConfigError::Invalid {
@@ -97,23 +106,7 @@ pub fn load_process(path: &Path) -> Result<oci_spec::runtime::Process, ConfigErr
         path: path.to_owned(),
         source,
     })?;
-    let de = &mut serde_json::Deserializer::from_slice(&bytes);
-    let p: oci_spec::runtime::Process = serde_path_to_error::deserialize(de).map_err(|e| {
-        let field = e.path().to_string();
-        let source = e.into_inner();
-        if source.is_syntax() || source.is_eof() || field == "." {
-            ConfigError::Syntax {
-                path: path.to_owned(),
-                source,
-            }
-        } else {
-            ConfigError::Field {
-                path: path.to_owned(),
-                field,
-                source,
-            }
-        }
-    })?;
+    let p: oci_spec::runtime::Process = deserialize(&bytes, path)?;
     validate::process(&p).map_err(|source| ConfigError::Invalid {
         path: path.to_owned(),
         source,
