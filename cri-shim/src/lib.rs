@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod config;
+pub mod crilog;
 pub mod digest;
 pub mod fsutil;
 pub mod inflight;
