@@ -15,4 +15,5 @@ pub mod pull;
 pub mod reference;
 pub mod registry;
 pub mod server;
+pub mod stats;
 pub mod store;
