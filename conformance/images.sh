@@ -43,6 +43,11 @@ die() { log "$*"; exit 1; }
 for tool in skopeo jq curl gcc tar gzip sha256sum busybox nginx ldd; do
     command -v "$tool" >/dev/null || die "$tool is required (scripts/deps.sh)"
 done
+if [ -n "$checker" ]; then
+    [ -x "$checker" ] || die "--checker $checker is not an executable file"
+    # The image has no shared libraries for it.
+    ! ldd "$checker" 2>&1 | grep -q '=>' || die "--checker $checker is dynamically linked; give a static build"
+fi
 [ -f /etc/nginx/mime.types ] || die "/etc/nginx/mime.types missing (Debian's nginx-common)"
 curl -fsS -o /dev/null --max-time 5 "http://$registry/v2/" ||
     die "no registry answers on http://$registry/v2/ (conformance/registry.sh start)"

@@ -6,9 +6,9 @@ set -euo pipefail
 packages=(busybox-static runc jq hyperfine containerd podman golang-github-containers-common crun file)
 # hull-cri: protoc for the CRI bindings; a registry and skopeo for its pull tests; Go fetches cri-api.
 packages+=(protobuf-compiler docker-registry skopeo)
-# conformance/images.sh: umoci packs the test images; nginx goes into the nginx images (it is
+# conformance/images.sh: nginx goes into the nginx images (it is
 # not started on the host); gcc builds the setuid probe of the nonewprivs image.
-packages+=(umoci nginx curl gcc)
+packages+=(nginx curl gcc)
 command -v go >/dev/null || [ -x /usr/local/go/bin/go ] || packages+=(golang-go)
 missing=()
 for p in "${packages[@]}"; do
