@@ -81,7 +81,7 @@ make_layer() { # name
 
 new_root() { rm -rf "${stage:?}/$1"; mkdir -p "$stage/$1"; echo "$stage/$1"; }
 
-# busybox-static with one symlink per applet at its usual path, and the users the tests name.
+# busybox-static with one hard link per applet at its usual path, and the users the tests name.
 layer_base() {
     local r
     r=$(new_root base)
@@ -89,9 +89,11 @@ layer_base() {
     chmod 1777 "$r/tmp" "$r/var/tmp"
     chmod 0700 "$r/root"
     cp "$(readlink -f "$(command -v busybox)")" "$r/bin/busybox"
+    # Hard links, as busybox images have: critest masks /bin/ls, and masking a symlink to
+    # /bin/busybox would mask the shell too.
     local applet
     while read -r applet; do
-        [ "$applet" = bin/busybox ] || ln -sf /bin/busybox "$r/$applet"
+        [ "$applet" = bin/busybox ] || ln -f "$r/bin/busybox" "$r/$applet"
     done < <(busybox --list-full)
     cat >"$r/etc/passwd" <<'EOF'
 root:x:0:0:root:/root:/bin/sh
