@@ -6,6 +6,9 @@ set -euo pipefail
 packages=(busybox-static runc jq hyperfine containerd podman golang-github-containers-common crun file)
 # hull-cri: protoc for the CRI bindings; a registry and skopeo for its pull tests; Go fetches cri-api.
 packages+=(protobuf-compiler docker-registry skopeo)
+# conformance/images.sh: nginx goes into the nginx images (it is
+# not started on the host); gcc builds the setuid probe of the nonewprivs image.
+packages+=(nginx curl gcc)
 command -v go >/dev/null || [ -x /usr/local/go/bin/go ] || packages+=(golang-go)
 missing=()
 for p in "${packages[@]}"; do
@@ -29,5 +32,9 @@ fi
 # hull's tests start their own registry on loopback only.
 if [ -d /run/systemd/system ] && systemctl is-enabled docker-registry >/dev/null 2>&1; then
     systemctl disable --now docker-registry >/dev/null 2>&1 || true
+fi
+# Likewise nginx: it is only copied into test images and must not serve :80 on the host.
+if [ -d /run/systemd/system ] && systemctl is-enabled nginx >/dev/null 2>&1; then
+    systemctl disable --now nginx >/dev/null 2>&1 || true
 fi
 command -v cargo >/dev/null || { echo "deps: cargo (Rust) is required" >&2; exit 1; }
