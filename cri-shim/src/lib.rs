@@ -14,4 +14,6 @@ pub mod pull;
 pub mod reference;
 pub mod registry;
 pub mod server;
+pub mod spec;
 pub mod store;
+pub mod sys;
