@@ -194,6 +194,9 @@ pub fn container_spec(
         .and_then(|l| l.security_context.as_ref())
         .unwrap_or(&default_sc);
     security::check_unsupported(sc, host)?;
+    if let Some(d) = ctr.config.cdi_devices.first() {
+        return Err(SpecError::unsupported("CDI_devices[0].name", &d.name));
+    }
     let modes = namespaces::modes(sc)?;
     let user = user::resolve(ctr.rootfs, sc, ctr.image)?;
     let caps = security::capabilities(sc, host)?;

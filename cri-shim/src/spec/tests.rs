@@ -256,4 +256,13 @@ fn errors_name_the_field_and_create_nothing() {
         "{e}"
     );
     assert!(!missing.exists(), "a missing host path is not created");
+    cfg = with_sc(Default::default());
+    cfg.cdi_devices = vec![api::CdiDevice {
+        name: "vendor.com/gpu=0".into(),
+    }];
+    let e = make(&cfg, root.path(), &host()).unwrap_err().to_string();
+    assert!(
+        e.contains("CDI_devices[0].name") && e.contains("vendor.com/gpu=0"),
+        "{e}"
+    );
 }
