@@ -15,5 +15,7 @@ pub mod pull;
 pub mod reference;
 pub mod registry;
 pub mod server;
+pub mod spec;
 pub mod stats;
 pub mod store;
+pub mod sys;
