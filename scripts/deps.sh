@@ -6,6 +6,8 @@ set -euo pipefail
 packages=(busybox-static runc jq hyperfine containerd podman golang-github-containers-common crun file)
 # hull-cri: protoc for the CRI bindings; a registry and skopeo for its pull tests; Go fetches cri-api.
 packages+=(protobuf-compiler docker-registry skopeo)
+# hull-cri pod networking: CNI plugins in /usr/lib/cni (conformance/cni-setup.sh), ip and nsenter.
+packages+=(containernetworking-plugins iproute2 util-linux)
 command -v go >/dev/null || [ -x /usr/local/go/bin/go ] || packages+=(golang-go)
 missing=()
 for p in "${packages[@]}"; do

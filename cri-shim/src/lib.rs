@@ -5,13 +5,17 @@
 //! `UNIMPLEMENTED` (issue 4). See `docs/design/cri.md`.
 
 pub mod api;
+pub mod cni;
 pub mod config;
 pub mod digest;
 pub mod fsutil;
 pub mod inflight;
 pub mod manifest;
+pub mod pinns;
+pub mod podns;
 pub mod pull;
 pub mod reference;
 pub mod registry;
 pub mod server;
 pub mod store;
+pub mod sys;
