@@ -9,6 +9,8 @@ packages+=(protobuf-compiler docker-registry skopeo)
 # conformance/images.sh: nginx goes into the nginx images (it is
 # not started on the host); gcc builds the setuid probe of the nonewprivs image.
 packages+=(nginx curl gcc)
+# hull-cri pod networking: CNI plugins in /usr/lib/cni (conformance/cni-setup.sh), ip and nsenter.
+packages+=(containernetworking-plugins iproute2 util-linux)
 command -v go >/dev/null || [ -x /usr/local/go/bin/go ] || packages+=(golang-go)
 missing=()
 for p in "${packages[@]}"; do

@@ -5,12 +5,15 @@
 //! `UNIMPLEMENTED` (issue 4). See `docs/design/cri.md`.
 
 pub mod api;
+pub mod cni;
 pub mod config;
 pub mod crilog;
 pub mod digest;
 pub mod fsutil;
 pub mod inflight;
 pub mod manifest;
+pub mod pinns;
+pub mod podns;
 pub mod pull;
 pub mod reference;
 pub mod registry;

@@ -1,5 +1,4 @@
-//! The raw system calls hull-cri needs that std does not wrap. Every `unsafe` block of the
-//! crate lives here, each with the reason it is sound.
+//! Opening files inside an untrusted root (openat2 with RESOLVE_IN_ROOT).
 
 use std::ffi::CString;
 use std::fs::File;

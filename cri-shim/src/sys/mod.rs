@@ -1,0 +1,9 @@
+//! The raw system calls hull-cri and its helpers need that std and nix do not wrap safely.
+//! Every `unsafe` block of the crate lives under this module, each with the reason it is
+//! sound; callers get safe functions that check their own preconditions.
+
+mod fork;
+mod root;
+
+pub use fork::fork_single_threaded;
+pub use root::open_in_root;
