@@ -14,4 +14,7 @@ pub mod pull;
 pub mod reference;
 pub mod registry;
 pub mod server;
+pub mod snapshot;
 pub mod store;
+pub mod sys;
+pub mod unpack;
