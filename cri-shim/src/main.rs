@@ -1,5 +1,6 @@
 //! `hull-cri`: the CRI v1 gRPC server of hull, on a unix socket.
 
+use std::collections::HashSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,6 +13,7 @@ use hull_cri::api::runtime_service_server::RuntimeServiceServer;
 use hull_cri::config::Config;
 use hull_cri::pull::Puller;
 use hull_cri::server::{ImageServer, RuntimeServer};
+use hull_cri::snapshot::Snapshots;
 use hull_cri::store::Store;
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
@@ -66,8 +68,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
     let store = Arc::new(Store::open(&args.root)?);
     let collected = store.gc()?;
-    tracing::info!(root = %args.root.display(), images = store.list().len(), collected, "image store open");
-    let puller = Arc::new(Puller::new(store.clone(), config));
+    let snapshots = Arc::new(Snapshots::open(&args.root)?);
+    // No containers yet (issue 4): every snapshot no image names is garbage, including those
+    // of pulls interrupted by a crash.
+    let snapshots_collected = snapshots.gc(&store, &HashSet::new())?;
+    tracing::info!(root = %args.root.display(), images = store.list().len(), collected, snapshots_collected, "image store open");
+    let puller = Arc::new(Puller::new(store.clone(), snapshots.clone(), config));
 
     let dir = args
         .listen
@@ -86,7 +92,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("chmod {}", args.listen.display()))?;
     tracing::info!(socket = %args.listen.display(), "serving CRI v1");
 
-    let images = ImageServiceServer::new(ImageServer::new(store, puller))
+    let images = ImageServiceServer::new(ImageServer::new(store, snapshots, puller))
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
     let runtime = RuntimeServiceServer::new(RuntimeServer)

@@ -1,4 +1,5 @@
-//! Pulling an image: resolve through mirrors, fetch and verify every blob, then record the
+//! Pulling an image: resolve through mirrors, fetch and verify every blob, unpack each layer
+//! into its snapshot as soon as it is downloaded (checking its diff_id), then record the
 //! image atomically. Concurrent pulls of one reference share one run; concurrent downloads
 //! of one blob share one download.
 
@@ -9,9 +10,10 @@ use tokio::task::JoinSet;
 use crate::config::Config;
 use crate::digest::Digest;
 use crate::inflight::Inflight;
-use crate::manifest::{Compression, ImageConfig, Manifest, ManifestError};
+use crate::manifest::{Compression, ImageConfig, ImageManifest, Manifest, ManifestError};
 use crate::reference::{Reference, ReferenceError};
 use crate::registry::{Credentials, RegistryError, Session};
+use crate::snapshot::{SnapshotError, Snapshots};
 use crate::store::{ImageRecord, LayerRecord, Store, StoreError};
 
 /// The platform indexes resolve to.
@@ -57,6 +59,14 @@ pub enum PullError {
         #[source]
         source: Arc<RegistryError>,
     },
+    /// A layer did not unpack: corrupt or hostile content, a diff_id mismatch, or a local
+    /// filesystem failure.
+    #[error("pulling {reference}: unpacking a layer")]
+    Unpack {
+        reference: String,
+        #[source]
+        source: Box<SnapshotError>,
+    },
     /// A download task panicked or was cancelled.
     #[error("download task of {reference} failed")]
     Task { reference: String },
@@ -65,9 +75,10 @@ pub enum PullError {
 /// A pull's shared result: the image id, or the error every waiter sees.
 pub type PullResult = Result<String, Arc<PullError>>;
 
-/// Pulls images into a [`Store`].
+/// Pulls images into a [`Store`] and unpacks their layers into [`Snapshots`].
 pub struct Puller {
     store: Arc<Store>,
+    snapshots: Arc<Snapshots>,
     config: Config,
     http: reqwest::Client,
     pulls: Inflight<String, PullResult>,
@@ -75,8 +86,8 @@ pub struct Puller {
 }
 
 impl Puller {
-    /// A puller over `store` with the registry `config`.
-    pub fn new(store: Arc<Store>, config: Config) -> Self {
+    /// A puller into `store` and `snapshots` with the registry `config`.
+    pub fn new(store: Arc<Store>, snapshots: Arc<Snapshots>, config: Config) -> Self {
         let http = reqwest::Client::builder()
             .user_agent(concat!("hull-cri/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(std::time::Duration::from_secs(10))
@@ -84,6 +95,7 @@ impl Puller {
             .expect("reqwest client without TLS builds");
         Self {
             store,
+            snapshots,
             config,
             http,
             pulls: Inflight::default(),
@@ -132,87 +144,24 @@ impl Puller {
         (bytes, content_type, top_digest): (Vec<u8>, Option<String>, Digest),
     ) -> Result<String, PullError> {
         let reference = r.to_string();
-        let bad = |source| PullError::Manifest {
-            reference: reference.clone(),
-            source,
-        };
-        let reg = |source| PullError::Registry {
-            reference: reference.clone(),
-            source,
-        };
-        let store_err = |source| PullError::Store {
-            reference: reference.clone(),
-            source,
-        };
-        let mut extra = Vec::new();
-        let (manifest, manifest_bytes, manifest_digest) =
-            match Manifest::parse(content_type.as_deref(), &bytes).map_err(bad)? {
-                Manifest::Image(m) => (m, bytes, top_digest.clone()),
-                Manifest::Index(index) => {
-                    let Some(d) = index.select(PLATFORM.0, PLATFORM.1) else {
-                        return Err(PullError::NoPlatform {
-                            reference,
-                            offered: index.platforms(),
-                        });
-                    };
-                    let (b, ct, md) = session.manifest(&d.digest.to_string()).await.map_err(reg)?;
-                    let Manifest::Image(m) = Manifest::parse(ct.as_deref(), &b).map_err(bad)?
-                    else {
-                        return Err(bad(ManifestError::MediaType {
-                            media_type: "nested index".into(),
-                        }));
-                    };
-                    extra.push((top_digest.clone(), bytes));
-                    (m, b, md)
-                }
-            };
+        let m = self
+            .resolve_manifest(&reference, &session, bytes, content_type, top_digest)
+            .await?;
         let config_bytes = match self
             .store
-            .read_blob(&manifest.config.digest)
-            .map_err(store_err)?
+            .read_blob(&m.manifest.config.digest)
+            .map_err(store_err(&reference))?
         {
             Some(b) => b,
             None => session
-                .small_blob(&manifest.config.digest, manifest.config.size)
+                .small_blob(&m.manifest.config.digest, m.manifest.config.size)
                 .await
-                .map_err(reg)?,
+                .map_err(reg_err(&reference))?,
         };
-        let config = ImageConfig::parse(&config_bytes, manifest.layers.len()).map_err(bad)?;
-
-        // Pin everything this pull writes so GC cannot take it before the record exists.
-        let mut pinned: Vec<Digest> = vec![manifest.config.digest.clone(), manifest_digest.clone()];
-        pinned.extend(extra.iter().map(|(d, _)| d.clone()));
-        pinned.extend(manifest.layers.iter().map(|l| l.digest.clone()));
-        let _pins = Pins::new(&self.store, pinned);
-
-        let mut tasks = JoinSet::new();
-        for l in &manifest.layers {
-            let (store, blobs, session, d, size) = (
-                self.store.clone(),
-                self.blobs.clone(),
-                session.clone(),
-                l.digest.clone(),
-                l.size,
-            );
-            tasks.spawn(async move { fetch_blob(&store, &blobs, &session, d, size).await });
-        }
-        while let Some(done) = tasks.join_next().await {
-            match done {
-                Ok(Ok(())) => {}
-                Ok(Err(source)) => return Err(PullError::Blob { reference, source }),
-                Err(_) => return Err(PullError::Task { reference }),
-            }
-        }
-        self.store
-            .put_blob(&manifest.config.digest, &config_bytes)
-            .map_err(store_err)?;
-        self.store
-            .put_blob(&manifest_digest, &manifest_bytes)
-            .map_err(store_err)?;
-        for (d, b) in &extra {
-            self.store.put_blob(d, b).map_err(store_err)?;
-        }
-        let layers = manifest
+        let config = ImageConfig::parse(&config_bytes, m.manifest.layers.len())
+            .map_err(bad_manifest(&reference))?;
+        let layers = m
+            .manifest
             .layers
             .iter()
             .zip(&config.rootfs.diff_ids)
@@ -223,23 +172,188 @@ impl Puller {
                 compression: Compression::of_layer(&l.media_type).unwrap_or(Compression::None),
             })
             .collect::<Vec<_>>();
-        let size = manifest.config.size
-            + manifest_bytes.len() as u64
+
+        // Pin everything this pull writes so GC cannot take it before the record exists.
+        let mut pinned: Vec<Digest> = vec![m.manifest.config.digest.clone(), m.digest.clone()];
+        pinned.extend(m.extra.iter().map(|(d, _)| d.clone()));
+        pinned.extend(layers.iter().map(|l| l.digest.clone()));
+        let _pins = Pins::new(&self.store, pinned);
+        let _snapshot_pins = self.snapshots.pin(layers.iter().map(|l| l.diff_id.clone()));
+
+        self.fetch_and_unpack(&reference, &session, &layers).await?;
+        let rec = self.record(r, m, &config_bytes, config, layers)?;
+        tracing::info!(image = %reference, id = %rec.id(), "pulled");
+        Ok(rec.id())
+    }
+
+    /// Parses the top manifest and, for an index, fetches the linux/amd64 image manifest.
+    async fn resolve_manifest(
+        &self,
+        reference: &str,
+        session: &Session,
+        bytes: Vec<u8>,
+        content_type: Option<String>,
+        top_digest: Digest,
+    ) -> Result<Resolved, PullError> {
+        let bad = bad_manifest(reference);
+        match Manifest::parse(content_type.as_deref(), &bytes).map_err(bad)? {
+            Manifest::Image(manifest) => Ok(Resolved {
+                manifest,
+                bytes,
+                digest: top_digest.clone(),
+                top_digest,
+                extra: Vec::new(),
+            }),
+            Manifest::Index(index) => {
+                let Some(d) = index.select(PLATFORM.0, PLATFORM.1) else {
+                    return Err(PullError::NoPlatform {
+                        reference: reference.to_string(),
+                        offered: index.platforms(),
+                    });
+                };
+                let (b, ct, md) = session
+                    .manifest(&d.digest.to_string())
+                    .await
+                    .map_err(reg_err(reference))?;
+                let bad = bad_manifest(reference);
+                let Manifest::Image(manifest) = Manifest::parse(ct.as_deref(), &b).map_err(bad)?
+                else {
+                    return Err(bad_manifest(reference)(ManifestError::MediaType {
+                        media_type: "nested index".into(),
+                    }));
+                };
+                Ok(Resolved {
+                    manifest,
+                    bytes: b,
+                    digest: md,
+                    top_digest: top_digest.clone(),
+                    extra: vec![(top_digest, bytes)],
+                })
+            }
+        }
+    }
+
+    /// One task per layer: download it, then unpack it into its snapshot (blocking, on the
+    /// blocking pool), so layers unpack while others still download. The first failure
+    /// aborts the other tasks (dropping the set); an unpack already running completes or
+    /// fails on its own and leaves a complete snapshot or nothing.
+    async fn fetch_and_unpack(
+        &self,
+        reference: &str,
+        session: &Arc<Session>,
+        layers: &[LayerRecord],
+    ) -> Result<(), PullError> {
+        let mut tasks = JoinSet::new();
+        for l in layers {
+            let (store, snapshots, blobs, session, l) = (
+                self.store.clone(),
+                self.snapshots.clone(),
+                self.blobs.clone(),
+                session.clone(),
+                l.clone(),
+            );
+            tasks.spawn(async move {
+                fetch_blob(&store, &blobs, &session, l.digest.clone(), l.size)
+                    .await
+                    .map_err(LayerError::Fetch)?;
+                tokio::task::spawn_blocking(move || snapshots.unpack(&store, &l))
+                    .await
+                    .map_err(|_| LayerError::Task)?
+                    .map_err(|e| LayerError::Unpack(Box::new(e)))
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            let reference = reference.to_string();
+            match done {
+                Ok(Ok(_)) => {}
+                Ok(Err(LayerError::Fetch(source))) => {
+                    return Err(PullError::Blob { reference, source })
+                }
+                Ok(Err(LayerError::Unpack(source))) => {
+                    return Err(PullError::Unpack { reference, source })
+                }
+                Ok(Err(LayerError::Task)) | Err(_) => return Err(PullError::Task { reference }),
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores the small blobs and writes the image record (the step that makes it visible).
+    fn record(
+        &self,
+        r: &Reference,
+        m: Resolved,
+        config_bytes: &[u8],
+        config: ImageConfig,
+        layers: Vec<LayerRecord>,
+    ) -> Result<ImageRecord, PullError> {
+        let reference = r.to_string();
+        let store_err = store_err(&reference);
+        let config_digest = m.manifest.config.digest.clone();
+        self.store
+            .put_blob(&config_digest, config_bytes)
+            .map_err(&store_err)?;
+        self.store
+            .put_blob(&m.digest, &m.bytes)
+            .map_err(&store_err)?;
+        for (d, b) in &m.extra {
+            self.store.put_blob(d, b).map_err(&store_err)?;
+        }
+        let size = m.manifest.config.size
+            + m.bytes.len() as u64
             + layers.iter().map(|l| l.size).sum::<u64>();
         let rec = ImageRecord {
-            config_digest: manifest.config.digest.clone(),
-            manifest_digest,
-            extra_blobs: extra.into_iter().map(|(d, _)| d).collect(),
+            config_digest,
+            manifest_digest: m.digest,
+            extra_blobs: m.extra.into_iter().map(|(d, _)| d).collect(),
             layers,
             repo_tags: r.tagged().into_iter().collect(),
             // RepoDigest names what the registry served for the reference (index if any).
-            repo_digests: vec![r.with_digest(&top_digest)],
+            repo_digests: vec![r.with_digest(&m.top_digest)],
             size,
             config,
         };
-        let rec = self.store.put_image(rec).map_err(store_err)?;
-        tracing::info!(image = %reference, id = %rec.id(), "pulled");
-        Ok(rec.id())
+        self.store.put_image(rec).map_err(store_err)
+    }
+}
+
+/// The image manifest a reference resolved to.
+struct Resolved {
+    manifest: ImageManifest,
+    /// The image manifest's bytes and digest.
+    bytes: Vec<u8>,
+    digest: Digest,
+    /// What the registry served for the reference: the index, or the manifest itself.
+    top_digest: Digest,
+    /// Other documents to keep: the index, if any.
+    extra: Vec<(Digest, Vec<u8>)>,
+}
+
+/// How one layer task failed.
+enum LayerError {
+    Fetch(Arc<RegistryError>),
+    Unpack(Box<SnapshotError>),
+    Task,
+}
+
+fn bad_manifest(reference: &str) -> impl Fn(ManifestError) -> PullError + '_ {
+    move |source| PullError::Manifest {
+        reference: reference.to_string(),
+        source,
+    }
+}
+
+fn reg_err(reference: &str) -> impl Fn(RegistryError) -> PullError + '_ {
+    move |source| PullError::Registry {
+        reference: reference.to_string(),
+        source,
+    }
+}
+
+fn store_err(reference: &str) -> impl Fn(StoreError) -> PullError + '_ {
+    move |source| PullError::Store {
+        reference: reference.to_string(),
+        source,
     }
 }
 

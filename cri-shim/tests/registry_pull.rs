@@ -211,6 +211,12 @@ async fn pull_list_status_remove_through_a_local_registry() -> Result<()> {
     let id = ids[0].clone();
     // The id is the config digest: the blob exists under that name.
     assert!(root.join("blobs/sha256").join(&id[7..]).is_file());
+    // The layer was unpacked (once) before PullImage returned.
+    let snapshots = std::fs::read_dir(root.join("snapshots"))?.collect::<Result<Vec<_>, _>>()?;
+    assert_eq!(snapshots.len(), 1, "one snapshot for one layer");
+    let busybox = snapshots[0].path().join("fs/bin/busybox");
+    assert!(busybox.is_file(), "{} missing", busybox.display());
+    let busybox_len = std::fs::metadata(&busybox)?.len();
 
     // Through the mirror, and by digest.
     let mirrored = img
@@ -318,8 +324,12 @@ async fn pull_list_status_remove_through_a_local_registry() -> Result<()> {
         .await?
         .into_inner();
     let u = &fs.image_filesystems[0];
-    assert!(u.used_bytes.as_ref().is_some_and(|b| b.value >= image.size));
-    assert!(u.inodes_used.as_ref().is_some_and(|n| n.value >= 5));
+    // Blobs and the unpacked snapshot (busybox's applet links are inodes of their own).
+    assert!(u
+        .used_bytes
+        .as_ref()
+        .is_some_and(|b| b.value >= image.size + busybox_len));
+    assert!(u.inodes_used.as_ref().is_some_and(|n| n.value >= 50));
 
     // A restart keeps the image.
     drop(daemon);
@@ -361,5 +371,7 @@ async fn pull_list_status_remove_through_a_local_registry() -> Result<()> {
         .await?;
     let blobs = std::fs::read_dir(root.join("blobs/sha256"))?.count();
     assert_eq!(blobs, 0, "GC left blobs behind");
+    let snapshots = std::fs::read_dir(root.join("snapshots"))?.count();
+    assert_eq!(snapshots, 0, "GC left snapshots behind");
     Ok(())
 }

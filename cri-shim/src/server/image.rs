@@ -1,6 +1,6 @@
 //! ImageService: pull, list, status, remove, filesystem usage.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -15,18 +15,24 @@ use crate::manifest::user_of;
 use crate::pull::{PullError, Puller};
 use crate::reference::Reference;
 use crate::registry::{base64_decode, Credentials, RegistryError};
+use crate::snapshot::Snapshots;
 use crate::store::{ImageRecord, Store};
 
 /// The ImageService implementation.
 pub struct ImageServer {
     store: Arc<Store>,
+    snapshots: Arc<Snapshots>,
     puller: Arc<Puller>,
 }
 
 impl ImageServer {
-    /// A service over `store`, pulling with `puller`.
-    pub fn new(store: Arc<Store>, puller: Arc<Puller>) -> Self {
-        Self { store, puller }
+    /// A service over `store` and its layer `snapshots`, pulling with `puller`.
+    pub fn new(store: Arc<Store>, snapshots: Arc<Snapshots>, puller: Arc<Puller>) -> Self {
+        Self {
+            store,
+            snapshots,
+            puller,
+        }
     }
 }
 
@@ -90,7 +96,10 @@ fn pull_status(e: &PullError) -> Status {
         PullError::Manifest { .. } => Code::InvalidArgument,
         PullError::Registry { source, .. } => registry_code(source),
         PullError::Blob { source, .. } => registry_code(source),
-        PullError::Store { .. } | PullError::Task { .. } => Code::Internal,
+        PullError::Unpack { source, .. } if source.is_bad_layer() => Code::DataLoss,
+        PullError::Unpack { .. } | PullError::Store { .. } | PullError::Task { .. } => {
+            Code::Internal
+        }
     };
     Status::new(code, chain(e))
 }
@@ -209,12 +218,17 @@ impl ImageService for ImageServer {
             )));
         }
         // Removing an image that is not there succeeds (the call is idempotent). Images in
-        // use by containers will be refused once containers exist (issue 4).
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.remove(&name))
-            .await
-            .map_err(|e| Status::internal(format!("RemoveImage task: {e}")))?
-            .map_err(|e| internal(&e))?;
+        // use by containers will be refused once containers exist (issue 4); their layers
+        // will then be passed to GC as kept.
+        let (store, snapshots) = (self.store.clone(), self.snapshots.clone());
+        tokio::task::spawn_blocking(move || {
+            store.remove(&name).map_err(|e| internal(&e))?;
+            snapshots
+                .gc(&store, &HashSet::new())
+                .map_err(|e| internal(&e))
+        })
+        .await
+        .map_err(|e| Status::internal(format!("RemoveImage task: {e}")))??;
         Ok(Response::new(RemoveImageResponse {}))
     }
 
@@ -222,6 +236,7 @@ impl ImageService for ImageServer {
         &self,
         _req: Request<ImageFsInfoRequest>,
     ) -> Result<Response<ImageFsInfoResponse>, Status> {
+        // The store's usage walks its whole root, snapshots (`<root>/snapshots`) included.
         let store = self.store.clone();
         let (used, inodes) = tokio::task::spawn_blocking(move || store.usage())
             .await
@@ -268,6 +283,35 @@ mod tests {
             ..Default::default()
         }))
         .is_err());
+    }
+
+    #[test]
+    fn bad_layer_is_data_loss_and_local_failure_internal() {
+        use crate::digest::Digest;
+        use crate::snapshot::SnapshotError;
+        use crate::unpack::UnpackError;
+        let unpack = |source| PullError::Unpack {
+            reference: "r".into(),
+            source: Box::new(SnapshotError::Unpack {
+                digest: Digest::of(b"l"),
+                diff_id: Digest::of(b"d"),
+                source,
+            }),
+        };
+        let mismatch = unpack(UnpackError::DiffId {
+            expected: Digest::of(b"d"),
+            actual: Digest::of(b"x"),
+        });
+        assert_eq!(pull_status(&mismatch).code(), Code::DataLoss);
+        assert!(pull_status(&mismatch)
+            .message()
+            .contains("the image config says"));
+        let local = unpack(UnpackError::Io {
+            path: "f".into(),
+            op: "write file",
+            source: std::io::Error::from_raw_os_error(28),
+        });
+        assert_eq!(pull_status(&local).code(), Code::Internal);
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! sound; callers get safe functions that check their own preconditions.
 
 mod fork;
+mod fs;
 mod root;
 
 pub use fork::fork_single_threaded;
+pub use fs::*;
 pub use root::open_in_root;

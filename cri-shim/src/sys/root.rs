@@ -3,18 +3,9 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-
-/// `struct open_how` of linux/openat2.h (version 0, 24 bytes). libc's is non-exhaustive,
-/// so it cannot be built field by field.
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
 
 /// Opens `path` read-only below the directory `root`, resolving it as if `root` were `/`.
 ///
@@ -26,33 +17,14 @@ struct OpenHow {
 pub fn open_in_root(root: &File, path: &Path) -> io::Result<File> {
     let cpath = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
-    let flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK;
-    let how = OpenHow {
-        flags: u64::try_from(flags).expect("open flags are non-negative"),
-        mode: 0,
-        resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
-    };
-    // SAFETY: openat2(2) takes (int dirfd, const char *path, struct open_how *how, size_t
-    // size). `root` is an open directory fd borrowed for the call, `cpath` a NUL-terminated
-    // string and `how` a fully initialised `OpenHow` (the kernel's layout, no padding)
-    // whose size is the one passed; both outlive the call and the kernel only reads them.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root.as_raw_fd(),
-            cpath.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let fd = i32::try_from(ret).map_err(|_| io::Error::other("openat2 returned a bad fd"))?;
-    // SAFETY: openat2 succeeded, so `fd` is a new descriptor owned by nothing else; the
-    // OwnedFd becomes its only owner and closes it.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    Ok(File::from(owned))
+    let fd = super::fs::openat2(
+        root.as_fd(),
+        &cpath,
+        libc::O_RDONLY | libc::O_NOCTTY | libc::O_NONBLOCK,
+        0,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    )?;
+    Ok(File::from(fd))
 }
 
 #[cfg(test)]
