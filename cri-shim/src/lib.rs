@@ -6,12 +6,17 @@
 
 pub mod api;
 pub mod config;
+pub mod crilog;
 pub mod digest;
 pub mod fsutil;
 pub mod inflight;
 pub mod manifest;
+pub mod monitor;
+pub mod oci;
 pub mod pull;
+pub mod records;
 pub mod reference;
 pub mod registry;
 pub mod server;
 pub mod store;
+mod sys;
