@@ -33,6 +33,50 @@ pub struct Config {
     /// Per registry host (as in image references, `docker.io`, `registry.k8s.io`, `h:5000`).
     #[serde(default)]
     pub registries: BTreeMap<String, RegistryConfig>,
+    /// RuntimeClass handler name → OCI runtime. `""` and `"runc"` default to hull.
+    #[serde(default)]
+    pub runtimes: BTreeMap<String, RuntimeConfig>,
+    /// Pod networking.
+    #[serde(default)]
+    pub cni: CniConfig,
+}
+
+/// One RuntimeClass handler: a runc-compatible OCI runtime binary.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// The runtime binary (`/usr/sbin/runc`, `/usr/bin/crun`, …).
+    pub path: PathBuf,
+}
+
+/// Where CNI network configs and plugins are.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CniConfig {
+    /// Directory of `*.conflist` / `*.conf` files; the lexically first is used.
+    #[serde(default = "default_cni_conf_dir")]
+    pub conf_dir: PathBuf,
+    /// Directories searched for plugin binaries, in order.
+    #[serde(default = "default_cni_bin_dirs")]
+    pub bin_dirs: Vec<PathBuf>,
+}
+
+impl Default for CniConfig {
+    fn default() -> Self {
+        Self {
+            conf_dir: default_cni_conf_dir(),
+            bin_dirs: default_cni_bin_dirs(),
+        }
+    }
+}
+
+fn default_cni_conf_dir() -> PathBuf {
+    PathBuf::from("/etc/cni/net.d")
+}
+
+/// Debian's containernetworking-plugins install to /usr/lib/cni; upstream's to /opt/cni/bin.
+fn default_cni_bin_dirs() -> Vec<PathBuf> {
+    vec![PathBuf::from("/usr/lib/cni"), PathBuf::from("/opt/cni/bin")]
 }
 
 /// One registry host's settings.

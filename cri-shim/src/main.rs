@@ -1,6 +1,5 @@
 //! `hull-cri`: the CRI v1 gRPC server of hull, on a unix socket.
 
-use std::collections::HashSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,9 +9,11 @@ use anyhow::Context;
 use clap::Parser;
 use hull_cri::api::image_service_server::ImageServiceServer;
 use hull_cri::api::runtime_service_server::RuntimeServiceServer;
+use hull_cri::cni::Cni;
 use hull_cri::config::Config;
+use hull_cri::oci::Handlers;
 use hull_cri::pull::Puller;
-use hull_cri::server::{ImageServer, RuntimeServer};
+use hull_cri::server::{ImageServer, Paths, RuntimeServer};
 use hull_cri::snapshot::Snapshots;
 use hull_cri::store::Store;
 use tokio::net::UnixListener;
@@ -31,9 +32,26 @@ struct Args {
     /// State root: image store and records.
     #[arg(long, default_value = "/var/lib/hull-cri")]
     root: PathBuf,
-    /// Config file (registries and mirrors); missing means defaults.
+    /// Config file (registries, mirrors, runtime handlers, CNI); missing means defaults.
     #[arg(long, default_value = "/etc/hull/cri.toml")]
     config: PathBuf,
+    /// Volatile state: namespace pins, pod /dev/shm, OCI runtime state.
+    #[arg(long, default_value = "/run/hull-cri")]
+    run: PathBuf,
+    /// The OCI runtime of the default handler ("" and "runc"); default: `hull` beside
+    /// this binary, else on PATH.
+    #[arg(long)]
+    runtime: Option<PathBuf>,
+}
+
+/// A helper binary installed beside hull-cri (the monitor, pinns, hull), else `name` for
+/// a PATH lookup.
+fn beside_self(name: &str) -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join(name)))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from(name))
 }
 
 fn main() -> ExitCode {
@@ -69,9 +87,28 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let store = Arc::new(Store::open(&args.root)?);
     let collected = store.gc()?;
     let snapshots = Arc::new(Snapshots::open(&args.root)?);
-    // No containers yet (issue 4): every snapshot no image names is garbage, including those
-    // of pulls interrupted by a crash.
-    let snapshots_collected = snapshots.gc(&store, &HashSet::new())?;
+    let paths = Paths {
+        root: args.root.clone(),
+        run: args.run.clone(),
+        monitor: beside_self("hull-cri-monitor"),
+        pinns: beside_self("hull-cri-pinns"),
+    };
+    let handlers = Handlers::new(
+        &config.runtimes,
+        args.runtime.clone().unwrap_or_else(|| beside_self("hull")),
+        &args.run.join("runtime"),
+    );
+    let cni = Cni::new(
+        config.cni.conf_dir.clone(),
+        config.cni.bin_dirs.clone(),
+        args.root.join("cni"),
+    );
+    let runtime = RuntimeServer::new(paths, store.clone(), snapshots.clone(), handlers, cni)
+        .await
+        .map_err(|s| anyhow::anyhow!("recovering pods and containers: {}", s.message()))?;
+    // Every snapshot neither an image nor a container names is garbage, including those of
+    // pulls interrupted by a crash.
+    let snapshots_collected = snapshots.gc(&store, &runtime.layers_in_use())?;
     tracing::info!(root = %args.root.display(), images = store.list().len(), collected, snapshots_collected, "image store open");
     let puller = Arc::new(Puller::new(store.clone(), snapshots.clone(), config));
 
@@ -92,10 +129,13 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("chmod {}", args.listen.display()))?;
     tracing::info!(socket = %args.listen.display(), "serving CRI v1");
 
-    let images = ImageServiceServer::new(ImageServer::new(store, snapshots, puller))
+    let in_use = runtime.clone();
+    let image_server = ImageServer::new(store, snapshots, puller)
+        .keep_layers(Arc::new(move || in_use.layers_in_use()));
+    let images = ImageServiceServer::new(image_server)
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
-    let runtime = RuntimeServiceServer::new(RuntimeServer)
+    let runtime = RuntimeServiceServer::new(runtime)
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
     let result = tonic::transport::Server::builder()

@@ -18,20 +18,33 @@ use crate::registry::{base64_decode, Credentials, RegistryError};
 use crate::snapshot::Snapshots;
 use crate::store::{ImageRecord, Store};
 
+/// Reports the diff ids live containers use.
+pub type LayersInUse = Arc<dyn Fn() -> HashSet<crate::digest::Digest> + Send + Sync>;
+
 /// The ImageService implementation.
 pub struct ImageServer {
     store: Arc<Store>,
     snapshots: Arc<Snapshots>,
+    layers_in_use: LayersInUse,
     puller: Arc<Puller>,
 }
 
 impl ImageServer {
     /// A service over `store` and its layer `snapshots`, pulling with `puller`.
+    /// Layers that snapshot GC must keep besides those of image records: the diff ids of
+    /// live containers' layers.
+    pub fn keep_layers(mut self, f: LayersInUse) -> Self {
+        self.layers_in_use = f;
+        self
+    }
+
+    /// A service over `store` and `snapshots`, pulling with `puller`.
     pub fn new(store: Arc<Store>, snapshots: Arc<Snapshots>, puller: Arc<Puller>) -> Self {
         Self {
             store,
             snapshots,
             puller,
+            layers_in_use: Arc::new(HashSet::new),
         }
     }
 }
@@ -217,15 +230,13 @@ impl ImageService for ImageServer {
                 "RemoveImage: invalid image reference {name:?}"
             )));
         }
-        // Removing an image that is not there succeeds (the call is idempotent). Images in
-        // use by containers will be refused once containers exist (issue 4); their layers
-        // will then be passed to GC as kept.
+        // Removing an image that is not there succeeds (the call is idempotent). An image
+        // in use may be removed, as with containerd: its containers' layers are kept.
         let (store, snapshots) = (self.store.clone(), self.snapshots.clone());
+        let keep = (self.layers_in_use)();
         tokio::task::spawn_blocking(move || {
             store.remove(&name).map_err(|e| internal(&e))?;
-            snapshots
-                .gc(&store, &HashSet::new())
-                .map_err(|e| internal(&e))
+            snapshots.gc(&store, &keep).map_err(|e| internal(&e))
         })
         .await
         .map_err(|e| Status::internal(format!("RemoveImage task: {e}")))??;

@@ -180,6 +180,14 @@ fn built<T>(what: &'static str, r: Result<T, OciSpecError>) -> Result<T, SpecErr
     r.map_err(|source| SpecError::Build { what, source })
 }
 
+/// The OCI `linux.resources` for UpdateContainerResources: the same mapping as at
+/// creation, without device rules (the runtime keeps the ones it was created with).
+pub fn update_resources(
+    r: &api::LinuxContainerResources,
+) -> Result<oci_spec::runtime::LinuxResources, SpecError> {
+    resources::build(Some(r), Vec::new())
+}
+
 /// Builds the OCI runtime spec of one container of `pod`.
 pub fn container_spec(
     pod: &PodContext,
