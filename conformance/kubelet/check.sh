@@ -40,7 +40,7 @@ cstatus() { jq -r --arg n "$1" ".status.containerStatuses // [] | .[] | select(.
 
 main_log() {
     local f
-    f=$(compgen -G "$logs/default_hull-headline-*_*/main/*.log" | sort | tail -1) || true
+    f=$(compgen -G "$logs/default_hull-headline-*_*/main/*.log" | sort -V | tail -1) || true
     [ -n "$f" ] && cat "$f"
 }
 

@@ -23,6 +23,11 @@ pub struct HostFacts {
     pub dev_dir: PathBuf,
     /// The mount table consulted for propagation checks (`/proc/self/mountinfo`).
     pub mountinfo: PathBuf,
+    /// The hugetlb cgroup controller is mounted (v1) or available (v2).
+    pub hugetlb_cgroup: bool,
+    /// Hugepages the host can hand out, by CRI page size (`2MB`): preallocated plus
+    /// overcommit pages, in bytes.
+    pub hugepages: Vec<(String, u64)>,
 }
 
 /// The AppArmor profile RuntimeDefault maps to, when loaded.
@@ -52,6 +57,94 @@ impl HostFacts {
             hostname: read("/proc/sys/kernel/hostname").trim().to_string(),
             dev_dir: PathBuf::from("/dev"),
             mountinfo: PathBuf::from("/proc/self/mountinfo"),
+            hugetlb_cgroup: hugetlb_controller(
+                &read("/proc/self/mountinfo"),
+                &read("/sys/fs/cgroup/cgroup.controllers"),
+            ),
+            hugepages: hugepage_pools(Path::new("/sys/kernel/mm/hugepages")),
         }
+    }
+
+    /// Bytes of `page_size` hugepages the host can give at most (0 for an unknown size).
+    pub fn hugepage_capacity(&self, page_size: &str) -> u64 {
+        self.hugepages
+            .iter()
+            .find(|(s, _)| s == page_size)
+            .map_or(0, |(_, b)| *b)
+    }
+}
+
+/// True when a v1 `cgroup` mount carries the hugetlb controller, or the v2 root lists it.
+fn hugetlb_controller(mountinfo: &str, v2_controllers: &str) -> bool {
+    v2_controllers.split_whitespace().any(|c| c == "hugetlb")
+        || mountinfo.lines().any(|l| {
+            let Some((_, post)) = l.split_once(" - ") else {
+                return false;
+            };
+            let f: Vec<&str> = post.split_whitespace().collect();
+            f.first() == Some(&"cgroup")
+                && f.get(2)
+                    .is_some_and(|o| o.split(',').any(|x| x == "hugetlb"))
+        })
+}
+
+/// The pools under /sys/kernel/mm/hugepages (`hugepages-2048kB/nr_hugepages`, …) as CRI
+/// page sizes with their capacity in bytes.
+fn hugepage_pools(dir: &Path) -> Vec<(String, u64)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let num = |p: PathBuf| -> u64 {
+        std::fs::read_to_string(p)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(kb) = name
+            .strip_prefix("hugepages-")
+            .and_then(|r| r.strip_suffix("kB"))
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        let pages =
+            num(e.path().join("nr_hugepages")) + num(e.path().join("nr_overcommit_hugepages"));
+        out.push((cri_page_size(kb), pages * kb * 1024));
+    }
+    out
+}
+
+/// `2048` (kB) → `2MB`, `1048576` → `1GB`, as kubelet names page sizes.
+fn cri_page_size(kb: u64) -> String {
+    if kb % (1024 * 1024) == 0 {
+        format!("{}GB", kb / (1024 * 1024))
+    } else if kb % 1024 == 0 {
+        format!("{}MB", kb / 1024)
+    } else {
+        format!("{kb}KB")
+    }
+}
+
+#[cfg(test)]
+mod hugepage_tests {
+    use super::*;
+
+    #[test]
+    fn page_sizes_are_named_as_kubelet_does() {
+        assert_eq!(cri_page_size(2048), "2MB");
+        assert_eq!(cri_page_size(1048576), "1GB");
+        assert_eq!(cri_page_size(64), "64KB");
+    }
+
+    #[test]
+    fn the_hugetlb_controller_is_found_in_v1_mounts_or_v2_controllers() {
+        let v1 = "35 25 0:30 / /sys/fs/cgroup/hugetlb rw,nosuid - cgroup cgroup rw,hugetlb\n";
+        assert!(hugetlb_controller(v1, ""));
+        let other = "35 25 0:30 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory";
+        assert!(!hugetlb_controller(other, ""));
+        assert!(hugetlb_controller("", "cpu memory hugetlb pids"));
     }
 }

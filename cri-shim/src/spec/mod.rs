@@ -184,8 +184,9 @@ fn built<T>(what: &'static str, r: Result<T, OciSpecError>) -> Result<T, SpecErr
 /// creation, without device rules (the runtime keeps the ones it was created with).
 pub fn update_resources(
     r: &api::LinuxContainerResources,
+    host: &HostFacts,
 ) -> Result<oci_spec::runtime::LinuxResources, SpecError> {
-    resources::build(Some(r), Vec::new())
+    resources::fit_hugepages(resources::build(Some(r), Vec::new())?, host)
 }
 
 /// Builds the OCI runtime spec of one container of `pod`.
@@ -212,7 +213,7 @@ pub fn container_spec(
     let process = process::build(pod, ctr, sc, host, &user, &caps, &modes)?;
     let (devices, device_rules) = devices::build(ctr.config, sc.privileged, host)?;
     let res = ctr.config.linux.as_ref().and_then(|l| l.resources.as_ref());
-    let resources = resources::build(res, device_rules)?;
+    let resources = resources::fit_hugepages(resources::build(res, device_rules)?, host)?;
     let mounts = mounts::build(pod, ctr.config, sc, &modes, host)?;
     let (masked, readonly) = security::masked_and_readonly(sc);
     let mut linux = LinuxBuilder::default()

@@ -24,6 +24,34 @@ fn positive(field: &str, v: i64) -> Result<Option<u64>, SpecError> {
     }
 }
 
+/// Hugepage limits on a host without the hugetlb controller. A limit at or above what the
+/// host can hand out at all is met without enforcement (kubelet sends a 0 limit for every
+/// page size of the node, and a node without hugepages meets it), so it is dropped; a
+/// limit the host could exceed is refused, as it cannot be enforced.
+pub fn fit_hugepages(
+    mut res: LinuxResources,
+    host: &super::HostFacts,
+) -> Result<LinuxResources, SpecError> {
+    if host.hugetlb_cgroup {
+        return Ok(res);
+    }
+    let Some(limits) = res.hugepage_limits().clone() else {
+        return Ok(res);
+    };
+    for (i, l) in limits.iter().enumerate() {
+        let capacity = host.hugepage_capacity(l.page_size());
+        if u64::try_from(l.limit()).unwrap_or(0) < capacity {
+            return Err(SpecError::invalid(
+                format!("{RES}.hugepage_limits[{i}]"),
+                format!("{} {}", l.page_size(), l.limit()),
+                "cannot be enforced: this host has no hugetlb cgroup controller and more hugepages than the limit",
+            ));
+        }
+    }
+    res.set_hugepage_limits(None);
+    Ok(res)
+}
+
 /// Builds `linux.resources`, with the device rules already decided.
 pub fn build(
     res: Option<&api::LinuxContainerResources>,
@@ -146,6 +174,30 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hugepage_limits_without_the_controller_are_dropped_only_when_already_met() {
+        let r = api::LinuxContainerResources {
+            hugepage_limits: vec![api::HugepageLimit {
+                page_size: "2MB".into(),
+                limit: 0,
+            }],
+            ..Default::default()
+        };
+        let mut host = super::super::testutil::host();
+        host.hugetlb_cgroup = false;
+        // No hugepages on the host: a 0 limit holds without enforcement.
+        let out = fit_hugepages(build(Some(&r), Vec::new()).unwrap(), &host).unwrap();
+        assert!(out.hugepage_limits().is_none());
+        // Two 2 MB pages available: a 0 limit could be exceeded, so it is refused.
+        host.hugepages = vec![("2MB".into(), 4 << 20)];
+        let e = fit_hugepages(build(Some(&r), Vec::new()).unwrap(), &host).unwrap_err();
+        assert!(e.to_string().contains("hugepage_limits[0]"), "{e}");
+        // With the controller the limit is kept for the runtime to enforce.
+        host.hugetlb_cgroup = true;
+        let out = fit_hugepages(build(Some(&r), Vec::new()).unwrap(), &host).unwrap();
+        assert_eq!(out.hugepage_limits().as_ref().unwrap().len(), 1);
+    }
 
     #[test]
     fn maps_set_fields_only() {

@@ -16,6 +16,8 @@ pub fn host() -> HostFacts {
         hostname: "node1".into(),
         dev_dir: PathBuf::from("/dev"),
         mountinfo: PathBuf::from("/proc/self/mountinfo"),
+        hugetlb_cgroup: true,
+        hugepages: Vec::new(),
     }
 }
 

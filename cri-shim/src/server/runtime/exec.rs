@@ -111,7 +111,7 @@ impl Runtime {
             .handlers
             .get(&c.rec.handler)
             .map_err(|e| status(Code::FailedPrecondition, "UpdateContainerResources", &e))?;
-        let oci = crate::spec::update_resources(&r)
+        let oci = crate::spec::update_resources(&r, &self.host)
             .map_err(|e| status(Code::InvalidArgument, "UpdateContainerResources", &e))?;
         let path = self.paths.ctr_dir(&id).join("update.json");
         let bytes = serde_json::to_vec(&oci).map_err(|e| internal("serialising resources", &e))?;
