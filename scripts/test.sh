@@ -21,6 +21,8 @@ HULL="$PWD/target/debug/hull" conformance/podman.sh
 echo "== runtime-tools validation: every test runc passes here"
 conformance/runtime-tools.sh --runtime hull --only-pass-list conformance/runtime-tools.pass \
     --hull "$PWD/target/debug/hull" --no-build
+echo "== hull-cri end to end: crictl (with recovery after kill -9) and a stock kubelet"
+conformance/cri-e2e.sh
 echo "== fuzzing smoke run (parsers of untrusted input)"
 scripts/fuzz.sh 15
 echo "== leftovers"

@@ -78,6 +78,9 @@ pub struct PodRecord {
     /// The cgroup parent containers are placed under.
     #[serde(default)]
     pub cgroup_parent: String,
+    /// hull-cri chose the parent (the request named none), so it removes it with the pod.
+    #[serde(default)]
+    pub own_cgroup: bool,
 }
 
 /// Container states, as CRI names them.

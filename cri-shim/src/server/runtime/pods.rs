@@ -104,13 +104,14 @@ impl Runtime {
         records::write_config(&dir, &pod.config).map_err(|e| internal("pod config", &e))?;
         write_pod_files(&dir, &pod.config)?;
         let (net, pid, ipc) = ns_options(&pod.config);
-        pod.rec.cgroup_parent = pod
+        let given = pod
             .config
             .linux
             .as_ref()
             .map(|l| l.cgroup_parent.clone())
-            .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| "/hull-cri".to_string());
+            .filter(|p| !p.is_empty());
+        pod.rec.own_cgroup = given.is_none();
+        pod.rec.cgroup_parent = given.unwrap_or_else(|| format!("/hull-cri-{id}"));
         if ipc != NamespaceMode::Node as i32 {
             mount_shm(&run.join("shm"))?;
             pod.rec.shm = true;
@@ -241,6 +242,9 @@ impl Runtime {
         let Some(pod) = self.tables().pods.get(&id).cloned() else {
             return Ok(());
         };
+        if pod.rec.own_cgroup {
+            remove_cgroup(&pod.rec.cgroup_parent)?;
+        }
         remove_dir(&self.paths.pod_run_dir(&id))?;
         remove_dir(&self.paths.pod_dir(&id))?;
         let mut t = self.tables();
@@ -347,6 +351,36 @@ fn resolv_conf(d: &crate::api::DnsConfig) -> String {
         s.push_str(&format!("options {}\n", d.options.join(" ")));
     }
     s
+}
+
+/// Removes a pod cgroup hull-cri made from every cgroup hierarchy; its containers' cgroups
+/// below it were removed by the runtime, so it is empty.
+fn remove_cgroup(path: &str) -> Result<(), Status> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| internal("reading /proc/self/mountinfo", &e))?;
+    for line in mountinfo.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        if !matches!(post.split_whitespace().next(), Some("cgroup" | "cgroup2")) {
+            continue;
+        }
+        let Some(mount) = pre.split_whitespace().nth(4) else {
+            continue;
+        };
+        let dir = Path::new(mount).join(path.trim_start_matches('/'));
+        match std::fs::remove_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(internal(
+                    format_args!("removing cgroup {}", dir.display()),
+                    &e,
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 fn mount_shm(path: &Path) -> Result<(), Status> {
