@@ -1,8 +1,8 @@
 //! hull-cri: the CRI v1 (`runtime.v1`) server of the hull stack.
 //!
-//! Implemented so far: `Version` and the whole ImageService (pull into a content-addressed
-//! store, list, status, remove, filesystem usage). Every other RuntimeService RPC answers
-//! `UNIMPLEMENTED` (issue 4). See `docs/design/cri.md`.
+//! It pulls images into a content-addressed store, unpacks their layers once into snapshots,
+//! and runs pods (pinned namespaces, CNI) and containers (one `hull-cri-monitor` each, the
+//! OCI runtime driven through its CLI). See `docs/design/cri.md`.
 
 pub mod api;
 pub mod cni;
