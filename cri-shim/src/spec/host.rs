@@ -119,9 +119,9 @@ fn hugepage_pools(dir: &Path) -> Vec<(String, u64)> {
 
 /// `2048` (kB) → `2MB`, `1048576` → `1GB`, as kubelet names page sizes.
 fn cri_page_size(kb: u64) -> String {
-    if kb % (1024 * 1024) == 0 {
+    if kb.is_multiple_of(1024 * 1024) {
         format!("{}GB", kb / (1024 * 1024))
-    } else if kb % 1024 == 0 {
+    } else if kb.is_multiple_of(1024) {
         format!("{}MB", kb / 1024)
     } else {
         format!("{kb}KB")

@@ -219,11 +219,14 @@ impl Runtime {
             .handlers
             .get(&ctr.rec.handler)
             .map_err(|e| status(Code::FailedPrecondition, "StartContainer", &e))?;
+        // Taken before `start`: a short-lived process may exit, and be reaped with its
+        // finish time recorded, before the runtime returns.
+        let started_at = now_ns();
         let result = handler.start(&id).await;
         match &result {
             Ok(()) => {
                 ctr.rec.state = CtrState::Running;
-                ctr.rec.started_at_ns = now_ns();
+                ctr.rec.started_at_ns = started_at;
             }
             Err(e) => {
                 ctr.rec.reason = "StartError".into();

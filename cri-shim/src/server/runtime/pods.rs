@@ -81,7 +81,7 @@ impl Runtime {
             }
             Err(e) => {
                 // The original failure is what the caller needs; a failed undo is logged.
-                if let Err(undo) = self.tear_down_pod(&mut pod).await {
+                if let Err(undo) = self.tear_down_pod(&mut pod, true).await {
                     tracing::error!(pod = %id, error = %undo.message(), "rolling back a failed RunPodSandbox");
                 }
                 let _ = remove_dir(&self.paths.pod_dir(&id));
@@ -175,31 +175,43 @@ impl Runtime {
     }
 
     /// Undoes every step the record says was done; each success clears its flag, so a
-    /// retry after a partial failure continues where it stopped.
-    pub(super) async fn tear_down_pod(&self, pod: &mut Pod) -> Result<(), Status> {
+    /// retry after a partial failure continues where it stopped. Without `keep_going` the
+    /// first failure ends it: a failed CNI DEL keeps the namespaces pinned, so a retried
+    /// StopPodSandbox can run DEL in them again. A rollback, which no retry follows, passes
+    /// `keep_going` to undo every other step anyway; the first error is returned.
+    pub(super) async fn tear_down_pod(
+        &self,
+        pod: &mut Pod,
+        keep_going: bool,
+    ) -> Result<(), Status> {
         let run = self.paths.pod_run_dir(&pod.rec.id);
+        let mut first = None;
         if pod.rec.network {
-            self.cni
+            let r = self
+                .cni
                 .del(&self.pod_net(pod))
                 .await
-                .map_err(|e| status(e.code(), "tearing down the pod network (CNI DEL)", &e))?;
-            pod.rec.network = false;
+                .map_err(|e| status(e.code(), "tearing down the pod network (CNI DEL)", &e));
+            if carry_on(r, keep_going, &mut first)? {
+                pod.rec.network = false;
+            }
         }
         if pod.rec.pinned {
             // unpin waits (up to 2 s) for the holder to die: off the async workers.
             let (dir, holder) = (run.join("ns"), pod.rec.holder_pid);
-            tokio::task::spawn_blocking(move || podns::unpin(&dir, holder))
-                .await
-                .map_err(|e| internal("unpinning the pod's namespaces", &e))?
-                .map_err(|e| internal("unpinning the pod's namespaces", &e))?;
-            pod.rec.pinned = false;
-            pod.rec.holder_pid = None;
+            let r = match tokio::task::spawn_blocking(move || podns::unpin(&dir, holder)).await {
+                Ok(r) => r.map_err(|e| internal("unpinning the pod's namespaces", &e)),
+                Err(e) => Err(internal("unpinning the pod's namespaces", &e)),
+            };
+            if carry_on(r, keep_going, &mut first)? {
+                pod.rec.pinned = false;
+                pod.rec.holder_pid = None;
+            }
         }
-        if pod.rec.shm {
-            unmount(&run.join("shm"))?;
+        if pod.rec.shm && carry_on(unmount(&run.join("shm")), keep_going, &mut first)? {
             pod.rec.shm = false;
         }
-        Ok(())
+        first.map_or(Ok(()), Err)
     }
 
     /// StopPodSandbox: stops every container, then the pod's network and namespaces.
@@ -218,7 +230,7 @@ impl Runtime {
         let Some(mut pod) = self.tables().pods.get(&id).cloned() else {
             return Ok(());
         };
-        let result = self.tear_down_pod(&mut pod).await;
+        let result = self.tear_down_pod(&mut pod, false).await;
         pod.rec.ready = false;
         records::write_state(&self.paths.pod_dir(&id), &pod.rec)
             .map_err(|e| internal("pod record", &e))?;
@@ -288,6 +300,23 @@ impl Runtime {
     }
 }
 
+/// True when the step succeeded; a failure is the error, or with `keep_going` is kept in
+/// `first` (if it is the first) and the caller goes on to the next step.
+fn carry_on(
+    r: Result<(), Status>,
+    keep_going: bool,
+    first: &mut Option<Status>,
+) -> Result<bool, Status> {
+    match r {
+        Ok(()) => Ok(true),
+        Err(e) if keep_going => {
+            first.get_or_insert(e);
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 fn sysctls(config: &PodSandboxConfig) -> std::collections::BTreeMap<String, String> {
     config
         .linux
@@ -330,11 +359,10 @@ fn write_pod_files(dir: &Path, config: &PodSandboxConfig) -> Result<(), Status> 
     let hosts = if host_network(config) {
         std::fs::read_to_string("/etc/hosts").unwrap_or_default()
     } else {
-        format!(
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
-             fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n\
-             ff02::2\tip6-allrouters\n"
-        )
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+         fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n\
+         ff02::2\tip6-allrouters\n"
+            .to_string()
     };
     write("hosts", hosts)
 }
