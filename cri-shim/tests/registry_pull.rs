@@ -176,13 +176,11 @@ async fn pull_list_status_remove_through_a_local_registry() -> Result<()> {
         ("hull", "v1")
     );
     assert!(!v.version.is_empty() && !v.runtime_version.is_empty());
-    let e = rt
-        .run_pod_sandbox(RunPodSandboxRequest::default())
-        .await
-        .unwrap_err();
+    // Streaming RPCs are issue 5: they answer UNIMPLEMENTED naming themselves, never a fake.
+    let e = rt.exec(ExecRequest::default()).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unimplemented);
     assert!(
-        e.message().contains("RunPodSandbox") && e.message().contains("issue 4"),
+        e.message().contains("Exec") && e.message().contains("issue 5"),
         "{}",
         e.message()
     );
