@@ -52,6 +52,10 @@ struct Run {
 }
 
 fn monitor(dir: &Path, hull: &Path, id: &str, bundle: &Path) -> Result<Run> {
+    monitor_with(dir, hull, id, bundle, &[])
+}
+
+fn monitor_with(dir: &Path, hull: &Path, id: &str, bundle: &Path, extra: &[&str]) -> Result<Run> {
     let exit_file = dir.join("exit.json");
     let log = dir.join("logs/ctr.log");
     std::fs::create_dir_all(log.parent().unwrap())?;
@@ -70,6 +74,7 @@ fn monitor(dir: &Path, hull: &Path, id: &str, bundle: &Path) -> Result<Run> {
         .arg(dir.join("init.pid"))
         .arg("--runtime-log")
         .arg(dir.join("runtime.log"))
+        .args(extra)
         .stdin(Stdio::null())
         // The monitor keeps its stderr for diagnostics while the container lives; a pipe
         // here would never reach EOF.
@@ -177,5 +182,44 @@ fn a_failed_create_is_reported_and_leaves_no_state() -> Result<()> {
     assert!(message.contains("process.user.uid"), "{message}");
     let list = hull_cmd(&hull, dir.path(), &["list", "-q"])?;
     assert_eq!(String::from_utf8_lossy(&list.stdout).trim(), "");
+    Ok(())
+}
+
+#[test]
+fn a_terminal_is_received_over_the_console_socket_and_logged() -> Result<()> {
+    let Some(hull) = hull().filter(|_| is_root()) else {
+        eprintln!("skipped: needs root and `cargo build -p hull`");
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let id = format!("montty-{}", std::process::id());
+    let b = bundle(dir.path(), "test -t 1 && echo on-a-tty; exit 4")?;
+    let cfg = b.join("config.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg)?)?;
+    v["process"]["terminal"] = serde_json::json!(true);
+    std::fs::write(&cfg, serde_json::to_vec(&v)?)?;
+    let run = monitor_with(dir.path(), &hull, &id, &b, &["--tty"])?;
+    let Report::Created { .. } = run.report else {
+        bail!("create failed: {:?}", run.report);
+    };
+    assert!(
+        !dir.path().join("console.sock").exists(),
+        "console socket left behind"
+    );
+    let st = hull_cmd(&hull, dir.path(), &["start", &id])?;
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    assert_eq!(wait_exit(&run.exit_file)?.exit_code, 4);
+    let log = std::fs::read_to_string(&run.log)?;
+    let line = log
+        .lines()
+        .map(|l| parse_line(l).unwrap())
+        .find(|l| l.text.trim_end() == "on-a-tty")
+        .with_context(|| format!("no tty output in {log:?}"))?;
+    assert_eq!(line.stream.as_str(), "stdout");
+    let _ = hull_cmd(&hull, dir.path(), &["delete", "--force", &id]);
     Ok(())
 }

@@ -9,6 +9,7 @@
 //! rename. Because it is in its own session and not hull-cri's child after the detach, the
 //! container and its log outlive a hull-cri that is stopped or killed.
 
+mod console;
 mod relay;
 
 use std::fs::File;
@@ -89,6 +90,10 @@ pub struct Args {
     /// The runtime's own log (JSON lines); its last error becomes the create error.
     #[arg(long)]
     pub runtime_log: PathBuf,
+    /// The container has a terminal (`process.terminal`): receive its master over a console
+    /// socket in the exit file's directory and log what it prints as stdout.
+    #[arg(long)]
+    pub tty: bool,
 }
 
 /// What the monitor reports on its stdout once `create` has finished.
@@ -182,8 +187,8 @@ fn create(args: &Args) -> Result<Created, MonitorError> {
     let log = LogWriter::open(&args.log).map_err(MonitorError::Log)?;
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
-    let status = Command::new(&args.runtime)
-        .arg("--root")
+    let mut cmd = Command::new(&args.runtime);
+    cmd.arg("--root")
         .arg(&args.runtime_root)
         .arg("--log")
         .arg(&args.runtime_log)
@@ -191,15 +196,39 @@ fn create(args: &Args) -> Result<Created, MonitorError> {
         .arg(&args.bundle)
         .arg("--pid-file")
         .arg(&args.pid_file)
-        .arg(&args.id)
         .stdin(Stdio::null())
         .stdout(out_w)
-        .stderr(err_w)
-        .status()
+        .stderr(err_w);
+    let console = match args.tty {
+        true => {
+            let dir = args.exit_file.parent().unwrap_or(Path::new("/"));
+            std::env::set_current_dir(dir).map_err(|source| MonitorError::Io {
+                op: "entering",
+                path: dir.to_path_buf(),
+                source,
+            })?;
+            cmd.args(["--console-socket", console::ConsoleSocket::arg()]);
+            Some(console::ConsoleSocket::bind(dir)?)
+        }
+        false => None,
+    };
+    let mut child = cmd
+        .arg(&args.id)
+        .spawn()
         .map_err(|source| MonitorError::Spawn {
             runtime: args.runtime.clone(),
             source,
         })?;
+    let (master, status) = match console {
+        Some(c) => c.receive(&mut child)?,
+        None => {
+            let status = child.wait().map_err(|source| MonitorError::Spawn {
+                runtime: args.runtime.clone(),
+                source,
+            })?;
+            (None, status)
+        }
+    };
     if !status.success() {
         return Err(MonitorError::Create {
             runtime: args.runtime.clone(),
@@ -207,10 +236,18 @@ fn create(args: &Args) -> Result<Created, MonitorError> {
                 .unwrap_or_else(|| format!("exited with {status}")),
         });
     }
+    if args.tty && master.is_none() {
+        return Err(MonitorError::Create {
+            runtime: args.runtime.clone(),
+            message: "the runtime sent no terminal over the console socket".into(),
+        });
+    }
     let init = read_pid(&args.pid_file)?;
     Ok(Created {
         init,
-        stdout: out_r,
+        // With a terminal the container writes to the pty; the pipes carry only what the
+        // runtime itself printed.
+        stdout: master.unwrap_or(out_r),
         stderr: err_r,
         log,
     })

@@ -5,7 +5,9 @@
 mod fork;
 mod fs;
 mod root;
+mod socket;
 
 pub use fork::fork_single_threaded;
 pub use fs::*;
 pub use root::open_in_root;
+pub use socket::recv_fd;

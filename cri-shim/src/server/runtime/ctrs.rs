@@ -166,6 +166,7 @@ impl Runtime {
             .arg(dir.join("init.pid"))
             .arg("--runtime-log")
             .arg(dir.join("runtime.log"))
+            .args(ctr.config.tty.then_some("--tty"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(diag)
