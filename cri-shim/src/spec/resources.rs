@@ -3,8 +3,8 @@
 //! kubelet sets the pod's on the pod cgroup, and `unified` (`pids.max`) covers cgroup v2.
 
 use oci_spec::runtime::{
-    LinuxCpuBuilder, LinuxDeviceCgroup, LinuxHugepageLimitBuilder, LinuxMemoryBuilder,
-    LinuxResources, LinuxResourcesBuilder,
+    LinuxCpu, LinuxCpuBuilder, LinuxDeviceCgroup, LinuxHugepageLimit, LinuxHugepageLimitBuilder,
+    LinuxMemory, LinuxMemoryBuilder, LinuxResources, LinuxResourcesBuilder,
 };
 
 use super::{built, SpecError};
@@ -61,6 +61,30 @@ pub fn build(
     let Some(r) = res else {
         return built(RES, out.build());
     };
+    if let Some(cpu) = cpu(r)? {
+        out = out.cpu(cpu);
+    }
+    if let Some(mem) = memory(r)? {
+        out = out.memory(mem);
+    }
+    let pages = hugepages(r)?;
+    if !pages.is_empty() {
+        out = out.hugepage_limits(pages);
+    }
+    if !r.unified.is_empty() {
+        // Passed through: hull (like runc) refuses it on a cgroup v1 host with a message.
+        out = out.unified(
+            r.unified
+                .clone()
+                .into_iter()
+                .collect::<std::collections::HashMap<_, _>>(),
+        );
+    }
+    built(RES, out.build())
+}
+
+/// `linux.resources.cpu`, or none when the request sets no CPU field.
+fn cpu(r: &api::LinuxContainerResources) -> Result<Option<LinuxCpu>, SpecError> {
     let mut cpu = LinuxCpuBuilder::default();
     let mut any_cpu = false;
     if let Some(p) = positive("cpu_period", r.cpu_period)? {
@@ -107,9 +131,14 @@ pub fn build(
         };
         any_cpu = true;
     }
-    if any_cpu {
-        out = out.cpu(built("linux.resources.cpu", cpu.build())?);
+    if !any_cpu {
+        return Ok(None);
     }
+    built("linux.resources.cpu", cpu.build()).map(Some)
+}
+
+/// `linux.resources.memory`, or none when the request sets neither limit nor swap.
+fn memory(r: &api::LinuxContainerResources) -> Result<Option<LinuxMemory>, SpecError> {
     let mut mem = LinuxMemoryBuilder::default();
     let limit = positive("memory_limit_in_bytes", r.memory_limit_in_bytes)?;
     let swap = r.memory_swap_limit_in_bytes;
@@ -126,9 +155,14 @@ pub fn build(
     if swap != 0 {
         mem = mem.swap(swap);
     }
-    if limit.is_some() || swap != 0 {
-        out = out.memory(built("linux.resources.memory", mem.build())?);
+    if limit.is_none() && swap == 0 {
+        return Ok(None);
     }
+    built("linux.resources.memory", mem.build()).map(Some)
+}
+
+/// `linux.resources.hugepageLimits`, page sizes checked.
+fn hugepages(r: &api::LinuxContainerResources) -> Result<Vec<LinuxHugepageLimit>, SpecError> {
     let mut pages = Vec::new();
     for (i, h) in r.hugepage_limits.iter().enumerate() {
         let ok = h.page_size.len() > 2
@@ -156,19 +190,7 @@ pub fn build(
             .limit(limit);
         pages.push(built("linux.resources.hugepageLimits", b.build())?);
     }
-    if !pages.is_empty() {
-        out = out.hugepage_limits(pages);
-    }
-    if !r.unified.is_empty() {
-        // Passed through: hull (like runc) refuses it on a cgroup v1 host with a message.
-        out = out.unified(
-            r.unified
-                .clone()
-                .into_iter()
-                .collect::<std::collections::HashMap<_, _>>(),
-        );
-    }
-    built(RES, out.build())
+    Ok(pages)
 }
 
 #[cfg(test)]
