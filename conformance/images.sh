@@ -7,7 +7,9 @@
 #   gcr.io/k8s-staging-cri-tools/test-image-1       ->  127.0.0.1:5000/k8s-staging-cri-tools/test-image-1
 #   registry.k8s.io/pause:3.9 and k8s.gcr.io/pause:3.9  ->  127.0.0.1:5000/pause:3.9 (one manifest)
 #
-# Usage: images.sh [--registry 127.0.0.1:5000] [--work DIR] [--checker PATH] [--check]
+# Usage: images.sh [--registry 127.0.0.1:5000] [--work DIR] [--checker PATH] [--check] [--big]
+#   --big      also push docker.io/hull/bench-big:1, four layers of this host's files
+#              (about 330 MB unpacked) for the pull benchmark (conformance/bench/cri.sh)
 #   --work     build directory (default conformance/work/images)
 #   --checker  also push hull/checker:latest, the busybox image plus PATH as /checker
 #   --check    before pushing, run nginx, httpd, nonewprivs and pause from the built root
@@ -26,12 +28,14 @@ registry=127.0.0.1:5000
 work=$here/work/images
 checker=""
 check=0
+big=0
 while [ $# -gt 0 ]; do
     case $1 in
         --registry) registry=${2:?--registry needs host:port}; shift 2 ;;
         --work) work=${2:?--work needs a directory}; shift 2 ;;
         --checker) checker=${2:?--checker needs a path}; shift 2 ;;
         --check) check=1; shift ;;
+        --big) big=1; shift ;;
         -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "images.sh: unknown argument: $1" >&2; exit 2 ;;
     esac
@@ -381,6 +385,17 @@ make_image user-uid-group index "$(cfg '{Cmd: ["sh"], User: "1003:1004"}')" base
 make_image user-username-group index "$(cfg '{Cmd: ["sh"], User: "www-data:1004"}')" base
 make_image predefined-group index "$(cfg '{Cmd: ["sh"], User: "1000"}')" base predefined-group
 [ -z "$checker" ] || make_image checker docker "$(cfg '{Entrypoint: ["/checker"]}')" base checker
+if [ $big = 1 ]; then
+    # Real files rather than random bytes, so compression behaves as with real images.
+    i=0
+    for src in /usr/lib/gcc /usr/libexec /usr/share/perl /usr/share/locale; do
+        i=$((i + 1))
+        r=$(new_root "big-$i")
+        cp -a "$src" "$r/"
+        make_layer "big-$i"
+    done
+    make_image bench-big index "$(cfg '{Cmd: ["sh"]}')" base big-1 big-2 big-3 big-4
+fi
 
 # Original name -> image key. The registry path is the name without its registry host.
 e2e=registry.k8s.io/e2e-test-images
@@ -409,6 +424,7 @@ pushes=(
     "$cri/test-image-predefined-group:latest predefined-group"
 )
 [ -z "$checker" ] || pushes+=("docker.io/hull/checker:latest checker")
+[ $big = 0 ] || pushes+=("docker.io/hull/bench-big:1 bench-big")
 
 # --- smoke checks of the root filesystems (--check) --------------------------------------
 
