@@ -33,7 +33,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// Bytes allocated (st_blocks × 512) and inodes used below `root`, each inode counted once.
+/// The walk stays on `root`'s filesystem: a container's rootfs mounted below the state root
+/// is an overlay of what is counted already, and /dev/shm-like mounts are not the store's.
 pub fn usage(root: &Path) -> io::Result<(u64, u64)> {
+    let dev = fs::symlink_metadata(root)?.dev();
     let mut seen = HashSet::new();
     let mut bytes = 0;
     let mut stack = vec![root.to_path_buf()];
@@ -43,6 +46,9 @@ pub fn usage(root: &Path) -> io::Result<(u64, u64)> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue, // removed meanwhile
             Err(e) => return Err(e),
         };
+        if md.dev() != dev {
+            continue;
+        }
         if seen.insert((md.dev(), md.ino())) {
             bytes += md.blocks() * 512;
         }
