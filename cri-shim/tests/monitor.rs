@@ -223,3 +223,57 @@ fn a_terminal_is_received_over_the_console_socket_and_logged() -> Result<()> {
     let _ = hull_cmd(&hull, dir.path(), &["delete", "--force", &id]);
     Ok(())
 }
+
+#[test]
+fn sigusr1_reopens_the_log_after_rotation() -> Result<()> {
+    let Some(hull) = hull().filter(|_| is_root()) else {
+        eprintln!("skipped: needs root and `cargo build -p hull`");
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let id = format!("monrot-{}", std::process::id());
+    // Prints "before", waits for /go (created below), then prints "after".
+    let b = bundle(
+        dir.path(),
+        "echo before; while [ ! -e /tmp/go ]; do sleep 0.05; done; echo after",
+    )?;
+    let cfg = b.join("config.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg)?)?;
+    v["root"]["readonly"] = serde_json::json!(false);
+    std::fs::write(&cfg, serde_json::to_vec(&v)?)?;
+    let run = monitor(dir.path(), &hull, &id, &b)?;
+    let Report::Created { monitor, .. } = run.report else {
+        bail!("create failed: {:?}", run.report);
+    };
+    let st = hull_cmd(&hull, dir.path(), &["start", &id])?;
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&run.log)?.contains("before") {
+        assert!(Instant::now() < deadline, "no output before rotation");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Rotate as kubelet does: rename, then ReopenContainerLog (SIGUSR1 to the monitor).
+    let rotated = run.log.with_extension("log.1");
+    std::fs::rename(&run.log, &rotated)?;
+    let st = Command::new("kill")
+        .args(["-USR1", &monitor.to_string()])
+        .status()?;
+    assert!(st.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !run.log.exists() {
+        assert!(Instant::now() < deadline, "the log was not reopened");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::fs::write(b.join("rootfs/tmp/go"), b"")?;
+    wait_exit(&run.exit_file)?;
+    let old = std::fs::read_to_string(&rotated)?;
+    let new = std::fs::read_to_string(&run.log)?;
+    assert!(old.contains("before") && !old.contains("after"), "{old}");
+    assert!(new.contains("after") && !new.contains("before"), "{new}");
+    let _ = hull_cmd(&hull, dir.path(), &["delete", "--force", &id]);
+    Ok(())
+}
