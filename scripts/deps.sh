@@ -11,6 +11,8 @@ packages+=(protobuf-compiler docker-registry skopeo)
 packages+=(nginx curl gcc)
 # hull-cri pod networking: CNI plugins in /usr/lib/cni (conformance/cni-setup.sh), ip and nsenter.
 packages+=(containernetworking-plugins iproute2 util-linux)
+# hull-cri HTTPS pulls: the system trust store; the openssl CLI makes the TLS test's CA.
+packages+=(ca-certificates openssl)
 command -v go >/dev/null || [ -x /usr/local/go/bin/go ] || packages+=(golang-go)
 missing=()
 for p in "${packages[@]}"; do

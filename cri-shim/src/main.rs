@@ -87,6 +87,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let store = Arc::new(Store::open(&args.root)?);
     let collected = store.gc()?;
     let snapshots = Arc::new(Snapshots::open(&args.root)?);
+    // Before recovery: a registry's unreadable CA or client key stops the start here.
+    let puller = Arc::new(Puller::new(
+        store.clone(),
+        snapshots.clone(),
+        config.clone(),
+    )?);
     let paths = Paths {
         root: args.root.clone(),
         run: args.run.clone(),
@@ -110,7 +116,6 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     // pulls interrupted by a crash.
     let snapshots_collected = snapshots.gc(&store, &runtime.layers_in_use())?;
     tracing::info!(root = %args.root.display(), images = store.list().len(), collected, snapshots_collected, "image store open");
-    let puller = Arc::new(Puller::new(store.clone(), snapshots.clone(), config));
 
     let dir = args
         .listen

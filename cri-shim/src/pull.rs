@@ -15,6 +15,7 @@ use crate::reference::{Reference, ReferenceError};
 use crate::registry::{Credentials, RegistryError, Session};
 use crate::snapshot::{SnapshotError, Snapshots};
 use crate::store::{ImageRecord, LayerRecord, Store, StoreError};
+use crate::tls::{Clients, TlsError};
 
 /// The platform indexes resolve to.
 pub const PLATFORM: (&str, &str) = ("linux", "amd64");
@@ -80,27 +81,28 @@ pub struct Puller {
     store: Arc<Store>,
     snapshots: Arc<Snapshots>,
     config: Config,
-    http: reqwest::Client,
+    clients: Arc<Clients>,
     pulls: Inflight<String, PullResult>,
     blobs: Arc<Inflight<Digest, Result<(), Arc<RegistryError>>>>,
 }
 
 impl Puller {
-    /// A puller into `store` and `snapshots` with the registry `config`.
-    pub fn new(store: Arc<Store>, snapshots: Arc<Snapshots>, config: Config) -> Self {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("hull-cri/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .build()
-            .expect("reqwest client without TLS builds");
-        Self {
+    /// A puller into `store` and `snapshots` with the registry `config`. Fails when a
+    /// registry's TLS files (CA, client certificate) cannot be read or used.
+    pub fn new(
+        store: Arc<Store>,
+        snapshots: Arc<Snapshots>,
+        config: Config,
+    ) -> Result<Self, TlsError> {
+        let clients = Arc::new(Clients::new(&config)?);
+        Ok(Self {
             store,
             snapshots,
             config,
-            http,
+            clients,
             pulls: Inflight::default(),
             blobs: Arc::default(),
-        }
+        })
     }
 
     /// Pulls `image` and returns its id. Concurrent calls for the same normalised reference
@@ -119,8 +121,12 @@ impl Puller {
         let reference = r.to_string();
         let mut last = None;
         for endpoint in self.config.endpoints(&r.registry) {
+            // Each endpoint is tried at most once per pull, so this warns once per pull.
+            if endpoint.base.starts_with("https://") && self.clients.skips_verify(&endpoint.host) {
+                tracing::warn!(image = %reference, registry = %endpoint.host, "skip_verify: the registry's certificate is not checked, anyone on the path can serve this pull");
+            }
             let session = Arc::new(Session::new(
-                self.http.clone(),
+                self.clients.clone(),
                 endpoint,
                 &r.repository,
                 creds.clone(),

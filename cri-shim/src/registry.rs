@@ -3,7 +3,7 @@
 //! here.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use reqwest::header::{
     HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE,
@@ -11,9 +11,10 @@ use reqwest::header::{
 use reqwest::{Response, StatusCode};
 use tokio::io::AsyncWriteExt;
 
-use crate::config::Endpoint;
+use crate::config::{host_of_url, Endpoint};
 use crate::digest::{Digest, DigestError, Hasher};
 use crate::manifest::{self, MAX_DOCUMENT};
+use crate::tls::{self, Clients};
 
 /// Tokens larger than this are refused.
 const MAX_TOKEN: u64 = 1 << 20;
@@ -25,6 +26,15 @@ pub enum RegistryError {
     #[error("registry {url} unreachable")]
     Unreachable {
         url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The TLS handshake failed: an untrusted CA, a certificate for another name, an expired
+    /// one, or a client certificate the registry refused. `hint` says what to configure.
+    #[error("TLS handshake with registry {host} failed{hint}")]
+    Tls {
+        host: String,
+        hint: String,
         #[source]
         source: reqwest::Error,
     },
@@ -77,6 +87,7 @@ pub struct Credentials {
 
 /// A session with one endpoint for one repository; it caches a bearer token.
 pub struct Session {
+    clients: Arc<Clients>,
     http: reqwest::Client,
     endpoint: Endpoint,
     repository: String,
@@ -85,15 +96,17 @@ pub struct Session {
 }
 
 impl Session {
-    /// A session for `repository` at `endpoint`.
+    /// A session for `repository` at `endpoint`, over the client for the endpoint's host.
     pub fn new(
-        http: reqwest::Client,
+        clients: Arc<Clients>,
         endpoint: Endpoint,
         repository: &str,
         creds: Credentials,
     ) -> Self {
         let token = Mutex::new(creds.bearer.clone());
+        let http = clients.for_host(&endpoint.host).clone();
         Self {
+            clients,
             http,
             endpoint,
             repository: repository.to_string(),
@@ -144,10 +157,7 @@ impl Session {
                 .headers(headers)
                 .send()
                 .await
-                .map_err(|source| RegistryError::Unreachable {
-                    url: url.clone(),
-                    source,
-                })?;
+                .map_err(|e| transport(&url, e))?;
             match resp.status() {
                 s if s.is_success() => return Ok((url, resp)),
                 StatusCode::NOT_FOUND => return Err(RegistryError::NotFound { url }),
@@ -210,17 +220,12 @@ impl Session {
             .into_iter()
             .filter(|(k, _)| k == "service" || k == "scope")
             .collect();
-        let mut req = self.http.get(&realm).query(&query);
+        // The realm may be another host, with its own TLS settings.
+        let mut req = self.clients.for_url(&realm).get(&realm).query(&query);
         if let Some((u, pw)) = &self.creds.basic {
             req = req.header(AUTHORIZATION, basic_header(u, pw));
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|source| RegistryError::Unreachable {
-                url: realm.clone(),
-                source,
-            })?;
+        let resp = req.send().await.map_err(|e| transport(&realm, e))?;
         if !resp.status().is_success() {
             return Err(RegistryError::Denied {
                 url: realm,
@@ -302,14 +307,7 @@ impl Session {
         };
         let mut f = tokio::fs::File::create(dest).await.map_err(werr)?;
         let mut h = Hasher::default();
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|source| RegistryError::Unreachable {
-                url: url.clone(),
-                source,
-            })?
-        {
+        while let Some(chunk) = resp.chunk().await.map_err(|e| transport(&url, e))? {
             h.update(&chunk);
             if h.len() > size {
                 return Err(RegistryError::TooLarge { url, limit: size });
@@ -336,6 +334,22 @@ impl Session {
     }
 }
 
+/// A failed request: a TLS failure names the host and what to fix; anything else is
+/// "unreachable".
+fn transport(url: &str, source: reqwest::Error) -> RegistryError {
+    match tls::tls_cause(&source) {
+        Some(cause) => {
+            let host = host_of_url(url).to_string();
+            let hint = tls::hint(&host, cause);
+            RegistryError::Tls { host, hint, source }
+        }
+        None => RegistryError::Unreachable {
+            url: url.to_string(),
+            source,
+        },
+    }
+}
+
 async fn read_limited(url: &str, mut resp: Response, limit: u64) -> Result<Vec<u8>, RegistryError> {
     if resp.content_length().is_some_and(|n| n > limit) {
         return Err(RegistryError::TooLarge {
@@ -344,14 +358,7 @@ async fn read_limited(url: &str, mut resp: Response, limit: u64) -> Result<Vec<u
         });
     }
     let mut body = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|source| RegistryError::Unreachable {
-            url: url.to_string(),
-            source,
-        })?
-    {
+    while let Some(chunk) = resp.chunk().await.map_err(|e| transport(url, e))? {
         if body.len() as u64 + chunk.len() as u64 > limit {
             return Err(RegistryError::TooLarge {
                 url: url.to_string(),

@@ -119,7 +119,7 @@ fn pull_status(e: &PullError) -> Status {
 
 fn registry_code(e: &RegistryError) -> Code {
     match e {
-        RegistryError::Unreachable { .. } => Code::Unavailable,
+        RegistryError::Unreachable { .. } | RegistryError::Tls { .. } => Code::Unavailable,
         RegistryError::NotFound { .. } => Code::NotFound,
         RegistryError::Denied { .. } | RegistryError::Token { .. } => Code::PermissionDenied,
         RegistryError::Digest { .. }
