@@ -9,12 +9,17 @@ use libcgroups::common::{
 };
 use libcgroups::stats::Stats;
 use nix::unistd::Pid;
-use oci_spec::runtime::LinuxResources;
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxResources};
 
 use crate::state::CgroupRecord;
 
+mod devices;
 mod oom;
+pub use devices::DeviceError;
 pub use oom::OomWatch;
+
+/// Where the unified (v2) hierarchy is mounted on a pure cgroup v2 host.
+const UNIFIED_ROOT: &str = "/sys/fs/cgroup";
 
 /// Failures of cgroup management; each names the cgroup path.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +71,14 @@ pub enum CgroupError {
         #[source]
         source: Box<AnyManagerError>,
     },
+    #[error("cannot enforce device rules on cgroup {path}")]
+    Devices {
+        path: PathBuf,
+        #[source]
+        source: DeviceError,
+    },
+    #[error("cannot find the cgroup v2 path of process {pid} in {file}")]
+    OwnCgroup { pid: i32, file: PathBuf },
     #[error("cannot remove cgroup {path}")]
     Remove {
         path: PathBuf,
@@ -192,8 +205,54 @@ impl Cgroup {
         Ok(())
     }
 
-    /// Applies every limit in `linux.resources`.
-    pub fn apply(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
+    /// The container's first limits, applied by `create` once `pid` (the init)
+    /// is in the cgroup. On cgroup v2 the device program is attached even
+    /// without `linux.resources.devices` (deny-all plus the built-in devices,
+    /// as runc does), since v2 otherwise lets every device open.
+    pub fn setup(&self, resources: Option<&LinuxResources>, pid: i32) -> Result<(), CgroupError> {
+        if let Some(r) = resources {
+            self.apply_limits(r)?;
+        }
+        let rules = resources.and_then(|r| r.devices().as_deref());
+        self.enforce_devices(rules.unwrap_or_default(), pid)
+    }
+
+    /// `update`: applies `resources` to the cgroup of the container whose init is
+    /// `pid`. Device rules, when given, replace the container's device program.
+    pub fn apply(&self, resources: &LinuxResources, pid: i32) -> Result<(), CgroupError> {
+        self.apply_limits(resources)?;
+        match resources.devices() {
+            Some(rules) => self.enforce_devices(rules, pid),
+            None => Ok(()),
+        }
+    }
+
+    /// On cgroup v2, attaches the device program of `rules` (through the
+    /// directory of the cgroup `pid` is in when systemd placed it).
+    fn enforce_devices(&self, rules: &[LinuxDeviceCgroup], pid: i32) -> Result<(), CgroupError> {
+        let dir = match &self.manager {
+            None | Some(AnyCgroupManager::V1(_)) => return Ok(()),
+            Some(AnyCgroupManager::V2(_)) => Path::new(UNIFIED_ROOT).join(self.relative()),
+            Some(AnyCgroupManager::Systemd(_)) => {
+                if !matches!(get_cgroup_setup(), Ok(CgroupSetup::Unified)) {
+                    return Ok(());
+                }
+                own_v2_dir(pid)?
+            }
+        };
+        devices::enforce(&dir, rules).map_err(|source| CgroupError::Devices { path: dir, source })
+    }
+
+    /// The cgroup path below the hierarchy's root.
+    fn relative(&self) -> &Path {
+        self.record
+            .path
+            .strip_prefix("/")
+            .unwrap_or(&self.record.path)
+    }
+
+    /// Applies every limit in `linux.resources` through libcgroups.
+    fn apply_limits(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
         let Some(manager) = &self.manager else {
             return only_devices(resources);
         };
@@ -299,6 +358,18 @@ fn only_devices(r: &LinuxResources) -> Result<(), CgroupError> {
     } else {
         Ok(())
     }
+}
+
+/// The unified-hierarchy directory of the cgroup process `pid` is in, from the
+/// `0::` line of /proc/PID/cgroup.
+fn own_v2_dir(pid: i32) -> Result<PathBuf, CgroupError> {
+    let file = PathBuf::from(format!("/proc/{pid}/cgroup"));
+    let text = std::fs::read_to_string(&file).unwrap_or_default();
+    let rel = text
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .ok_or(CgroupError::OwnCgroup { pid, file })?;
+    Ok(Path::new(UNIFIED_ROOT).join(rel.trim_start_matches('/')))
 }
 
 /// True when the cgroup's freezer reports it frozen (v1 freezer.state or v2 cgroup.freeze).
