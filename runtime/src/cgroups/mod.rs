@@ -14,6 +14,7 @@ use oci_spec::runtime::{LinuxDeviceCgroup, LinuxResources};
 use crate::state::CgroupRecord;
 
 mod devices;
+mod io;
 mod oom;
 pub use devices::DeviceError;
 pub use oom::OomWatch;
@@ -76,6 +77,14 @@ pub enum CgroupError {
         path: PathBuf,
         #[source]
         source: DeviceError,
+    },
+    #[error("linux.resources.blockIO.weight {weight} is outside 10..1000")]
+    BlkioWeight { weight: u16 },
+    #[error("cannot write {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
     },
     #[error("cannot find the cgroup v2 path of process {pid} in {file}")]
     OwnCgroup { pid: i32, file: PathBuf },
@@ -270,6 +279,27 @@ impl Cgroup {
             .as_ref()
             .and_then(|m| m.disable_oom_killer())
             .unwrap_or(false);
+        // On v2 the blkio weight bypasses libcgroups (see io.rs).
+        let weight = match manager {
+            AnyCgroupManager::V2(_) => resources
+                .block_io()
+                .as_ref()
+                .and_then(|b| b.weight())
+                .filter(|w| *w != 0),
+            _ => None,
+        };
+        let without_weight;
+        let resources = match weight {
+            Some(_) => {
+                let mut r = resources.clone();
+                if let Some(b) = r.block_io_mut() {
+                    b.set_weight(None);
+                }
+                without_weight = r;
+                &without_weight
+            }
+            None => resources,
+        };
         let opt = ControllerOpt {
             resources,
             disable_oom_killer,
@@ -279,7 +309,11 @@ impl Cgroup {
         manager.apply(&opt).map_err(|source| CgroupError::Apply {
             path: self.record.path.clone(),
             source: Box::new(source),
-        })
+        })?;
+        match weight {
+            Some(w) => io::write_weight(&Path::new(UNIFIED_ROOT).join(self.relative()), w),
+            None => Ok(()),
+        }
     }
 
     /// Pids of every process in the cgroup.
