@@ -137,13 +137,71 @@ fn extra_hierarchies(mountinfo: &str) -> Vec<PathBuf> {
 }
 
 /// The cgroup path a container gets: `linux.cgroupsPath`, or a default derived from the id
-/// (`/hull-<id>`, or `system.slice:hull:<id>` with the systemd driver).
+/// (`/hull-<id>`, or `system.slice:hull:<id>` with the systemd driver). A relative
+/// cgroupfs path is resolved against hull's own cgroup, see [`resolve_relative`].
 pub fn default_path(configured: Option<&Path>, id: &str, systemd: bool) -> PathBuf {
     match configured {
-        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        Some(p) if !p.as_os_str().is_empty() && systemd => p.to_owned(),
+        Some(p) if !p.as_os_str().is_empty() => {
+            let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+            resolve_relative(p, &own)
+        }
         _ if systemd => PathBuf::from(format!("system.slice:hull:{id}")),
         _ => PathBuf::from(format!("/hull-{id}")),
     }
+}
+
+/// Where a relative cgroupsPath goes, as runc 1.1 places it (cgroupfs driver),
+/// given the runtime's /proc/self/cgroup:
+/// - cgroup v2: below the *parent* of the runtime's own cgroup, which most likely
+///   holds processes and so cannot have children with controllers
+///   (libcontainer/cgroups/fs2/defaultpath.go, `_defaultDirPath`);
+/// - cgroup v1: below the runtime's own cgroup in each hierarchy
+///   (libcontainer/cgroups/fs/paths.go, `subsysPath`). libcgroups takes one path
+///   for every hierarchy, so when hull's own cgroups differ between controllers
+///   the path stays below the root, as before.
+///
+/// `..` cannot climb above the base: the path is cleaned as if absolute first,
+/// as runc's `utils.CleanPath` does. Absolute paths are returned as they are.
+pub fn resolve_relative(path: &Path, own: &str) -> PathBuf {
+    if path.is_absolute() {
+        return path.to_owned();
+    }
+    let mut clean = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::Normal(n) => clean.push(n),
+            std::path::Component::ParentDir => {
+                clean.pop();
+            }
+            _ => {}
+        }
+    }
+    let mut v1 = own
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (id, ctl, p) = (f.next()?, f.next()?, f.next()?);
+            // Named hierarchies (name=systemd) are not libcgroups' to place.
+            let managed = id != "0" && !ctl.is_empty() && !ctl.starts_with("name=");
+            managed.then_some(p)
+        })
+        .peekable();
+    let base = match v1.peek().copied() {
+        Some(first) if v1.all(|p| p == first) => PathBuf::from(first),
+        Some(_) => PathBuf::from("/"),
+        None => {
+            let own2 = own
+                .lines()
+                .find_map(|l| l.strip_prefix("0::"))
+                .unwrap_or("/");
+            Path::new(own2)
+                .parent()
+                .unwrap_or(Path::new("/"))
+                .to_owned()
+        }
+    };
+    base.join(clean)
 }
 
 impl Cgroup {
@@ -425,6 +483,20 @@ pub fn is_frozen(record: &CgroupRecord) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relative_paths_resolve_like_runc() {
+        let rel = Path::new("ctr/../../x/y");
+        let v2 = "0::/user.slice/runner\n";
+        assert_eq!(resolve_relative(rel, v2), PathBuf::from("/user.slice/x/y"));
+        assert_eq!(resolve_relative(rel, "0::/\n"), PathBuf::from("/x/y"));
+        let abs = Path::new("/abs/p");
+        assert_eq!(resolve_relative(abs, v2), abs);
+        let v1_same = "12:pids:/a/b\n11:cpu,cpuacct:/a/b\n1:name=systemd:/other\n0::/\n";
+        assert_eq!(resolve_relative(rel, v1_same), PathBuf::from("/a/b/x/y"));
+        let v1_mixed = "12:pids:/\n11:memory:/process_api/h\n0::/\n";
+        assert_eq!(resolve_relative(rel, v1_mixed), PathBuf::from("/x/y"));
+    }
 
     #[test]
     fn finds_named_and_hybrid_unified_hierarchies() {
