@@ -379,6 +379,96 @@ fn devices_through_ebpf() {
     );
 }
 
+/// A container with CAP_MKNOD may create any device node (the built-in
+/// `b *:* m` and `c *:* m` rules), but only the devices its rules allow open:
+/// a node made for a denied disk or for /dev/mem fails with EPERM.
+#[test]
+fn mknod_cannot_reach_denied_devices() {
+    let Some(mut ctx) = v2_ctx("mknod_cannot_reach_denied_devices") else {
+        return;
+    };
+    let (Some((maj, min0)), Some((_, min1))) = (ram_disk(0), ram_disk(1)) else {
+        eprintln!(
+            "SKIPPED mknod_cannot_reach_denied_devices: no /dev/ram0 and /dev/ram1 (the VM lane loads brd)"
+        );
+        return;
+    };
+    for set in ["bounding", "effective", "permitted"] {
+        ctx.config["process"]["capabilities"][set]
+            .as_array_mut()
+            .expect("capability set")
+            .push(json!("CAP_MKNOD"));
+    }
+    ctx.config["linux"]["resources"]["devices"] = json!([
+        { "allow": false, "access": "rwm" },
+        { "allow": true, "type": "b", "major": maj, "minor": min0, "access": "rw" }
+    ]);
+    let script = format!(
+        "mknod /dev/ok b {maj} {min0}; /checker read /dev/ok; \
+         mknod /dev/no b {maj} {min1}; /checker read /dev/no; /checker write /dev/no; \
+         mknod /dev/kmem c 1 1; /checker read /dev/kmem; /checker read /dev/null"
+    );
+    ctx.set_args(&["/bin/sh", "-c", &script]);
+    let out = ctx.run();
+    out.assert_ok();
+    let res = out.json_lines();
+    assert_eq!(res.len(), 5, "one JSON line per probe:\n{out}");
+    let brief = |v: &Value| format!("ok={} errno={}", v["ok"], v["errno"]);
+    let all: Vec<String> = res.iter().map(brief).collect();
+    assert_eq!(res[0]["ok"], true, "an allowed disk opens; {all:?}\n{out}");
+    assert_eq!(
+        res[1]["errno"], EPERM,
+        "a denied disk does not; {all:?}\n{out}"
+    );
+    assert_eq!(res[2]["errno"], EPERM, "nor for writing; {all:?}");
+    assert_eq!(
+        res[3]["errno"], EPERM,
+        "a node for /dev/mem does not; {all:?}"
+    );
+    assert_eq!(res[4]["ok"], true, "/dev/null (built in) opens; {all:?}");
+}
+
+/// `update` with device rules replaces the container's device program: a disk
+/// denied at create opens afterwards, which it would not if the old program
+/// stayed attached beside the new one (every attached program must allow).
+/// runc 1.1's `update` ignores device rules, so against runc only the first
+/// half runs.
+#[test]
+fn update_replaces_device_program() {
+    let Some(mut ctx) = v2_ctx("update_replaces_device_program") else {
+        return;
+    };
+    let Some((maj, min)) = ram_disk(0) else {
+        eprintln!("SKIPPED update_replaces_device_program: no /dev/ram0 (the VM lane loads brd)");
+        return;
+    };
+    ctx.config["linux"]["devices"] = json!([{ "path": "/dev/ra", "type": "b", "major": maj,
+        "minor": min, "fileMode": 0o666, "uid": 0, "gid": 0 }]);
+    start_sleeper(&mut ctx);
+    let id = ctx.id.clone();
+    let read_ra = |ctx: &Ctx| {
+        let out = ctx.rt(&["exec", &id, "/checker", "read", "/dev/ra"]);
+        out.json_lines()
+            .first()
+            .cloned()
+            .unwrap_or_else(|| panic!("no probe output:\n{out}"))
+    };
+    assert_eq!(read_ra(&ctx)["errno"], EPERM, "denied at create");
+    if !runtime().is_hull {
+        eprintln!("SKIPPED update_replaces_device_program (update half): runc ignores device rules in update");
+        return;
+    }
+    let file = ctx.tmp.join("resources.json");
+    let res = json!({ "devices": [
+        { "allow": false, "access": "rwm" },
+        { "allow": true, "type": "b", "major": maj, "minor": min, "access": "r" }
+    ]});
+    fs::write(&file, res.to_string()).expect("write resources");
+    ctx.rt(&["update", "-r", &file.to_string_lossy(), &id])
+        .assert_ok();
+    assert_eq!(read_ra(&ctx)["ok"], true, "allowed after update");
+}
+
 // ---------------------------------------------------------------------------
 // Placement: cgroup namespaces, nested and relative paths
 // ---------------------------------------------------------------------------

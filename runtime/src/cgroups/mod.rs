@@ -9,12 +9,18 @@ use libcgroups::common::{
 };
 use libcgroups::stats::Stats;
 use nix::unistd::Pid;
-use oci_spec::runtime::LinuxResources;
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxResources};
 
 use crate::state::CgroupRecord;
 
+mod devices;
+mod io;
 mod oom;
+pub use devices::DeviceError;
 pub use oom::OomWatch;
+
+/// Where the unified (v2) hierarchy is mounted on a pure cgroup v2 host.
+const UNIFIED_ROOT: &str = "/sys/fs/cgroup";
 
 /// Failures of cgroup management; each names the cgroup path.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +72,22 @@ pub enum CgroupError {
         #[source]
         source: Box<AnyManagerError>,
     },
+    #[error("cannot enforce device rules on cgroup {path}")]
+    Devices {
+        path: PathBuf,
+        #[source]
+        source: DeviceError,
+    },
+    #[error("linux.resources.blockIO.weight {weight} is outside 10..1000")]
+    BlkioWeight { weight: u16 },
+    #[error("cannot write {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot find the cgroup v2 path of process {pid} in {file}")]
+    OwnCgroup { pid: i32, file: PathBuf },
     #[error("cannot remove cgroup {path}")]
     Remove {
         path: PathBuf,
@@ -115,13 +137,71 @@ fn extra_hierarchies(mountinfo: &str) -> Vec<PathBuf> {
 }
 
 /// The cgroup path a container gets: `linux.cgroupsPath`, or a default derived from the id
-/// (`/hull-<id>`, or `system.slice:hull:<id>` with the systemd driver).
+/// (`/hull-<id>`, or `system.slice:hull:<id>` with the systemd driver). A relative
+/// cgroupfs path is resolved against hull's own cgroup, see [`resolve_relative`].
 pub fn default_path(configured: Option<&Path>, id: &str, systemd: bool) -> PathBuf {
     match configured {
-        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        Some(p) if !p.as_os_str().is_empty() && systemd => p.to_owned(),
+        Some(p) if !p.as_os_str().is_empty() => {
+            let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+            resolve_relative(p, &own)
+        }
         _ if systemd => PathBuf::from(format!("system.slice:hull:{id}")),
         _ => PathBuf::from(format!("/hull-{id}")),
     }
+}
+
+/// Where a relative cgroupsPath goes, as runc 1.1 places it (cgroupfs driver),
+/// given the runtime's /proc/self/cgroup:
+/// - cgroup v2: below the *parent* of the runtime's own cgroup, which most likely
+///   holds processes and so cannot have children with controllers
+///   (libcontainer/cgroups/fs2/defaultpath.go, `_defaultDirPath`);
+/// - cgroup v1: below the runtime's own cgroup in each hierarchy
+///   (libcontainer/cgroups/fs/paths.go, `subsysPath`). libcgroups takes one path
+///   for every hierarchy, so when hull's own cgroups differ between controllers
+///   the path stays below the root, as before.
+///
+/// `..` cannot climb above the base: the path is cleaned as if absolute first,
+/// as runc's `utils.CleanPath` does. Absolute paths are returned as they are.
+pub fn resolve_relative(path: &Path, own: &str) -> PathBuf {
+    if path.is_absolute() {
+        return path.to_owned();
+    }
+    let mut clean = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::Normal(n) => clean.push(n),
+            std::path::Component::ParentDir => {
+                clean.pop();
+            }
+            _ => {}
+        }
+    }
+    let mut v1 = own
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (id, ctl, p) = (f.next()?, f.next()?, f.next()?);
+            // Named hierarchies (name=systemd) are not libcgroups' to place.
+            let managed = id != "0" && !ctl.is_empty() && !ctl.starts_with("name=");
+            managed.then_some(p)
+        })
+        .peekable();
+    let base = match v1.peek().copied() {
+        Some(first) if v1.all(|p| p == first) => PathBuf::from(first),
+        Some(_) => PathBuf::from("/"),
+        None => {
+            let own2 = own
+                .lines()
+                .find_map(|l| l.strip_prefix("0::"))
+                .unwrap_or("/");
+            Path::new(own2)
+                .parent()
+                .unwrap_or(Path::new("/"))
+                .to_owned()
+        }
+    };
+    base.join(clean)
 }
 
 impl Cgroup {
@@ -192,8 +272,54 @@ impl Cgroup {
         Ok(())
     }
 
-    /// Applies every limit in `linux.resources`.
-    pub fn apply(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
+    /// The container's first limits, applied by `create` once `pid` (the init)
+    /// is in the cgroup. On cgroup v2 the device program is attached even
+    /// without `linux.resources.devices` (deny-all plus the built-in devices,
+    /// as runc does), since v2 otherwise lets every device open.
+    pub fn setup(&self, resources: Option<&LinuxResources>, pid: i32) -> Result<(), CgroupError> {
+        if let Some(r) = resources {
+            self.apply_limits(r)?;
+        }
+        let rules = resources.and_then(|r| r.devices().as_deref());
+        self.enforce_devices(rules.unwrap_or_default(), pid)
+    }
+
+    /// `update`: applies `resources` to the cgroup of the container whose init is
+    /// `pid`. Device rules, when given, replace the container's device program.
+    pub fn apply(&self, resources: &LinuxResources, pid: i32) -> Result<(), CgroupError> {
+        self.apply_limits(resources)?;
+        match resources.devices() {
+            Some(rules) => self.enforce_devices(rules, pid),
+            None => Ok(()),
+        }
+    }
+
+    /// On cgroup v2, attaches the device program of `rules` (through the
+    /// directory of the cgroup `pid` is in when systemd placed it).
+    fn enforce_devices(&self, rules: &[LinuxDeviceCgroup], pid: i32) -> Result<(), CgroupError> {
+        let dir = match &self.manager {
+            None | Some(AnyCgroupManager::V1(_)) => return Ok(()),
+            Some(AnyCgroupManager::V2(_)) => Path::new(UNIFIED_ROOT).join(self.relative()),
+            Some(AnyCgroupManager::Systemd(_)) => {
+                if !matches!(get_cgroup_setup(), Ok(CgroupSetup::Unified)) {
+                    return Ok(());
+                }
+                own_v2_dir(pid)?
+            }
+        };
+        devices::enforce(&dir, rules).map_err(|source| CgroupError::Devices { path: dir, source })
+    }
+
+    /// The cgroup path below the hierarchy's root.
+    fn relative(&self) -> &Path {
+        self.record
+            .path
+            .strip_prefix("/")
+            .unwrap_or(&self.record.path)
+    }
+
+    /// Applies every limit in `linux.resources` through libcgroups.
+    fn apply_limits(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
         let Some(manager) = &self.manager else {
             return only_devices(resources);
         };
@@ -211,6 +337,27 @@ impl Cgroup {
             .as_ref()
             .and_then(|m| m.disable_oom_killer())
             .unwrap_or(false);
+        // On v2 the blkio weight bypasses libcgroups (see io.rs).
+        let weight = match manager {
+            AnyCgroupManager::V2(_) => resources
+                .block_io()
+                .as_ref()
+                .and_then(|b| b.weight())
+                .filter(|w| *w != 0),
+            _ => None,
+        };
+        let without_weight;
+        let resources = match weight {
+            Some(_) => {
+                let mut r = resources.clone();
+                if let Some(b) = r.block_io_mut() {
+                    b.set_weight(None);
+                }
+                without_weight = r;
+                &without_weight
+            }
+            None => resources,
+        };
         let opt = ControllerOpt {
             resources,
             disable_oom_killer,
@@ -220,7 +367,11 @@ impl Cgroup {
         manager.apply(&opt).map_err(|source| CgroupError::Apply {
             path: self.record.path.clone(),
             source: Box::new(source),
-        })
+        })?;
+        match weight {
+            Some(w) => io::write_weight(&Path::new(UNIFIED_ROOT).join(self.relative()), w),
+            None => Ok(()),
+        }
     }
 
     /// Pids of every process in the cgroup.
@@ -301,6 +452,18 @@ fn only_devices(r: &LinuxResources) -> Result<(), CgroupError> {
     }
 }
 
+/// The unified-hierarchy directory of the cgroup process `pid` is in, from the
+/// `0::` line of /proc/PID/cgroup.
+fn own_v2_dir(pid: i32) -> Result<PathBuf, CgroupError> {
+    let file = PathBuf::from(format!("/proc/{pid}/cgroup"));
+    let text = std::fs::read_to_string(&file).unwrap_or_default();
+    let rel = text
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .ok_or(CgroupError::OwnCgroup { pid, file })?;
+    Ok(Path::new(UNIFIED_ROOT).join(rel.trim_start_matches('/')))
+}
+
 /// True when the cgroup's freezer reports it frozen (v1 freezer.state or v2 cgroup.freeze).
 pub fn is_frozen(record: &CgroupRecord) -> bool {
     if record.path.as_os_str().is_empty() || record.systemd || record.disabled {
@@ -320,6 +483,20 @@ pub fn is_frozen(record: &CgroupRecord) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relative_paths_resolve_like_runc() {
+        let rel = Path::new("ctr/../../x/y");
+        let v2 = "0::/user.slice/runner\n";
+        assert_eq!(resolve_relative(rel, v2), PathBuf::from("/user.slice/x/y"));
+        assert_eq!(resolve_relative(rel, "0::/\n"), PathBuf::from("/x/y"));
+        let abs = Path::new("/abs/p");
+        assert_eq!(resolve_relative(abs, v2), abs);
+        let v1_same = "12:pids:/a/b\n11:cpu,cpuacct:/a/b\n1:name=systemd:/other\n0::/\n";
+        assert_eq!(resolve_relative(rel, v1_same), PathBuf::from("/a/b/x/y"));
+        let v1_mixed = "12:pids:/\n11:memory:/process_api/h\n0::/\n";
+        assert_eq!(resolve_relative(rel, v1_mixed), PathBuf::from("/x/y"));
+    }
 
     #[test]
     fn finds_named_and_hybrid_unified_hierarchies() {

@@ -107,7 +107,7 @@ pub fn update(root: &Path, a: &UpdateArgs) -> Result<(), CmdError> {
         None => LinuxResources::default(),
     };
     super::update_flags::apply_flags(&mut res, a)?;
-    open(&c)?.apply(&res)?;
+    open(&c)?.apply(&res, c.record.pid)?;
     Ok(())
 }
 

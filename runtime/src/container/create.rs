@@ -481,9 +481,7 @@ fn prepare_init(pid: i32, spec: &Spec, new_user: bool, cgroup: &Cgroup) -> Resul
         )?;
     }
     cgroup.add(pid)?;
-    if let Some(resources) = linux.and_then(|l| l.resources().as_ref()) {
-        cgroup.apply(resources)?;
-    }
+    cgroup.setup(linux.and_then(|l| l.resources().as_ref()), pid)?;
     if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
         write_proc(pid, "oom_score_adj", &adj.to_string())?;
     }

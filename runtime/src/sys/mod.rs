@@ -4,12 +4,14 @@
 //! invariants its syscall needs (valid pointers, owned fds), so that callers
 //! never hold raw pointers or raw fds.
 
+mod bpf;
 mod exe;
 mod fs;
 mod mount;
 mod process;
 mod socket;
 
+pub use bpf::*;
 pub use exe::*;
 pub use fs::*;
 pub use mount::*;
