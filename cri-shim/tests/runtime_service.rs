@@ -321,12 +321,30 @@ async fn pod_and_containers_run_exec_stop_and_are_removed() {
         .await
         .starts_with(&env.subnet_prefix()));
 
-    // A container that prints a line and exits 3.
-    let c = sh_ctr("exits", &busybox, "echo hello-from-rtest; exit 3");
+    // A container that prints a line and its groups and exits 3, as a uid without a
+    // passwd entry (so gid 0) with one supplementary group.
+    let mut c = sh_ctr("exits", &busybox, "echo hello-from-rtest; id -G; exit 3");
+    c.linux = Some(LinuxContainerConfig {
+        security_context: Some(LinuxContainerSecurityContext {
+            run_as_user: Some(Int64Value { value: 1234 }),
+            supplemental_groups: vec![5678],
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
     let id = env.create(&pod_id, &pod, c).await.unwrap();
     start(&mut env, &id).await;
     let st = wait_exited(&mut env, &id).await;
     assert_eq!((st.exit_code, st.reason.as_str()), (3, "Error"));
+    // ContainerStatus reports the identity the process got (critest's
+    // SupplementalGroupsPolicy tests compare the two).
+    let user = st.user.as_ref().and_then(|u| u.linux.clone());
+    let want = LinuxContainerUser {
+        uid: 1234,
+        gid: 0,
+        supplemental_groups: vec![0, 5678],
+    };
+    assert_eq!(user, Some(want));
     assert!(
         st.started_at > 0 && st.finished_at >= st.started_at,
         "started {} finished {}",
@@ -339,6 +357,7 @@ async fn pod_and_containers_run_exec_stop_and_are_removed() {
             .any(|l| l.ends_with(" stdout F hello-from-rtest")),
         "{log}"
     );
+    assert!(log.contains(" stdout F 0 5678\n"), "{log}");
 
     // ExecSync in a running container: output, exit code, and a timeout.
     let script = "trap 'echo got-term; exit 7' TERM; while true; do sleep 0.1; done";

@@ -10,7 +10,7 @@ use tonic::{Code, Status};
 use super::{internal, now_ns, remove_dir, status, Runtime};
 use crate::api::{ContainerConfig, ContainerMetadata, PodSandboxMetadata};
 use crate::monitor::{ExitRecord, Report};
-use crate::records::{self, Ctr, CtrRecord, CtrState, Pod};
+use crate::records::{self, Ctr, CtrRecord, CtrState, CtrUser, Pod};
 use crate::snapshot;
 
 /// How long RemoveContainer and StopContainer wait for the monitor to record an exit
@@ -125,6 +125,11 @@ impl Runtime {
         let rootfs = snapshot::mount_rootfs(&lowers, &dir.join("fs"))
             .map_err(|e| internal("mounting the container's rootfs", &e))?;
         let spec = self.spec_for(pod, ctr, &image.config, &rootfs)?;
+        ctr.rec.user = spec.process().as_ref().map(|p| CtrUser {
+            uid: p.user().uid(),
+            gid: p.user().gid(),
+            additional_gids: p.user().additional_gids().clone().unwrap_or_default(),
+        });
         let spec_path = bundle.join("config.json");
         let bytes = serde_json::to_vec_pretty(&spec)
             .map_err(|e| internal("serialising config.json", &e))?;
