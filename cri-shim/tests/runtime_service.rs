@@ -440,6 +440,65 @@ async fn pod_and_containers_run_exec_stop_and_are_removed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_a_container_whose_init_just_exited_succeeds() {
+    let Some(mut env) = Env::start(NetOpts::default()).await else {
+        return;
+    };
+    let busybox = env.pull_busybox().await;
+    let mut pod = env.pod_config("exited");
+    let linux = pod.linux.get_or_insert_with(Default::default);
+    linux.security_context = Some(LinuxSandboxSecurityContext {
+        namespace_options: Some(NamespaceOption {
+            pid: NamespaceMode::Pod as i32,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let pod_id = env.run_pod(pod.clone()).await.unwrap();
+    // In a pod-shared PID namespace the background sleep outlives the init and holds its
+    // stdout, so the monitor writes exit.json only after its drain grace (2 s): meanwhile
+    // the record still says Running and the runtime already says "not running".
+    let c = sh_ctr("quick", &busybox, "sleep 30 & exit 0");
+    let id = env.create(&pod_id, &pod, c).await.unwrap();
+    start(&mut env, &id).await;
+    let info = env
+        .rt
+        .container_status(ContainerStatusRequest {
+            container_id: id.clone(),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .info;
+    let detail: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
+    let pid = detail["pid"].as_i64().unwrap();
+    common::wait_for(
+        || !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "the container's init to exit",
+    );
+    env.rt
+        .stop_container(StopContainerRequest {
+            container_id: id.clone(),
+            timeout: 2,
+        })
+        .await
+        .expect("StopContainer of a container that has just exited");
+    let st = env.ctr_status(&id).await;
+    assert_eq!(
+        (st.state, st.exit_code),
+        (ContainerState::ContainerExited as i32, 0)
+    );
+    env.rt
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod_id,
+        })
+        .await
+        .unwrap();
+    env.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_and_restart_keeps_the_pod_and_container_running() {
     let Some(mut env) = Env::start(NetOpts::default()).await else {
         return;

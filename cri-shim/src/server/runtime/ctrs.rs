@@ -272,7 +272,11 @@ impl Runtime {
         }
         // --all: with a pod-shared PID namespace the init's death does not end the rest.
         if let Err(e) = handler.kill(&id, "KILL", true).await {
-            if !exit.exists() {
+            // The init may have exited on its own since the record was read: the runtime
+            // then says it is not running, and exit.json follows once the monitor has
+            // drained the output (up to 2 s when processes outlive the init in a pod-shared
+            // PID namespace). Only a kill that fails while no exit comes is an error.
+            if !wait_for(&exit, KILL_WAIT).await {
                 return Err(internal(format_args!("killing container {id}"), &e));
             }
         }
