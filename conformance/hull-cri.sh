@@ -31,7 +31,8 @@ while [ $# -gt 0 ]; do
         *) echo "hull-cri.sh: unknown argument: $1" >&2; exit 2 ;;
     esac
 done
-bin=$(cd "$bin" && pwd)
+# Resolved when present: stop and status do not need the binaries.
+[ -d "$bin" ] && bin=$(cd "$bin" && pwd)
 config=$root/cri.toml
 log=$root/hull-cri.log
 
