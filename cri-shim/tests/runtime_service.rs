@@ -412,6 +412,12 @@ async fn pod_and_containers_run_exec_stop_and_are_removed() {
         .map(|p| p.cmdline)
         .collect();
     assert!(sleepers.is_empty(), "exec left {sleepers:?}");
+    // Not even a zombie or a dying process, right after the call returns: `tail` is a name
+    // nothing else in the container runs.
+    let r = exec(&mut env, &id, &["tail", "-f", "/dev/null"], 1).await;
+    assert_err(r, Code::DeadlineExceeded, &id);
+    let tails = tasks_named("tail", &env.cgroup_parent());
+    assert!(tails.is_empty(), "a timed-out exec left {tails:?}");
 
     // StopContainer sends SIGTERM first, which the container handles.
     let t = Instant::now();
@@ -556,6 +562,31 @@ async fn kill_9_and_restart_keeps_the_pod_and_container_running() {
         .unwrap();
     env.assert_clean();
     eprintln!("restart: {:?}", t0.elapsed());
+}
+
+/// `pid state` of every task named `comm` in a cgroup under `parent`, zombies included.
+fn tasks_named(comm: &str, parent: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let p = e.path();
+        let Ok(stat) = std::fs::read_to_string(p.join("stat")) else {
+            continue;
+        };
+        let (Some((head, tail)), Ok(cg)) = (
+            stat.rsplit_once(") "),
+            std::fs::read_to_string(p.join("cgroup")),
+        ) else {
+            continue;
+        };
+        if head.ends_with(&format!("({comm}")) && cg.contains(parent) {
+            out.push(format!(
+                "{} {}",
+                e.file_name().to_string_lossy(),
+                &tail[..1]
+            ));
+        }
+    }
+    out
 }
 
 async fn pod_ip(env: &mut Env, id: &str) -> String {
