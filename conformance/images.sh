@@ -44,7 +44,7 @@ done
 log() { echo "images.sh: $*" >&2; }
 die() { log "$*"; exit 1; }
 
-for tool in skopeo jq curl gcc tar gzip sha256sum busybox nginx ldd; do
+for tool in skopeo jq curl gcc tar gzip sha256sum busybox nginx ldd pgrep ipcs; do
     command -v "$tool" >/dev/null || die "$tool is required (scripts/deps.sh)"
 done
 if [ -n "$checker" ]; then
@@ -99,6 +99,10 @@ layer_base() {
     while read -r applet; do
         [ "$applet" = bin/busybox ] || ln -f "$r/bin/busybox" "$r/$applet"
     done < <(busybox --list-full)
+    # Debian's busybox-static has no pgrep or ipcs applet, which critest calls ("execSync
+    # with timeout", HostIpc): procps' and util-linux's, with their libraries.
+    copy_with_libs "$r" "$(command -v pgrep)"
+    copy_with_libs "$r" "$(command -v ipcs)"
     cat >"$r/etc/passwd" <<'EOF'
 root:x:0:0:root:/root:/bin/sh
 daemon:x:1:1:daemon:/usr/sbin:/bin/false

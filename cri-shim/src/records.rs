@@ -146,6 +146,22 @@ pub struct CtrRecord {
     /// The handler (copied from the pod).
     #[serde(default)]
     pub handler: String,
+    /// The identity its processes run as, resolved at creation (none in records written
+    /// before this field existed).
+    #[serde(default)]
+    pub user: Option<CtrUser>,
+}
+
+/// The uid, gid and supplementary groups of a container's processes, as its spec holds
+/// them: what ContainerStatus reports as `user.linux`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtrUser {
+    /// User id.
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+    /// Supplementary group ids, the primary one included.
+    pub additional_gids: Vec<u32>,
 }
 
 /// An in-memory pod: its config and record.

@@ -321,12 +321,30 @@ async fn pod_and_containers_run_exec_stop_and_are_removed() {
         .await
         .starts_with(&env.subnet_prefix()));
 
-    // A container that prints a line and exits 3.
-    let c = sh_ctr("exits", &busybox, "echo hello-from-rtest; exit 3");
+    // A container that prints a line and its groups and exits 3, as a uid without a
+    // passwd entry (so gid 0) with one supplementary group.
+    let mut c = sh_ctr("exits", &busybox, "echo hello-from-rtest; id -G; exit 3");
+    c.linux = Some(LinuxContainerConfig {
+        security_context: Some(LinuxContainerSecurityContext {
+            run_as_user: Some(Int64Value { value: 1234 }),
+            supplemental_groups: vec![5678],
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
     let id = env.create(&pod_id, &pod, c).await.unwrap();
     start(&mut env, &id).await;
     let st = wait_exited(&mut env, &id).await;
     assert_eq!((st.exit_code, st.reason.as_str()), (3, "Error"));
+    // ContainerStatus reports the identity the process got (critest's
+    // SupplementalGroupsPolicy tests compare the two).
+    let user = st.user.as_ref().and_then(|u| u.linux.clone());
+    let want = LinuxContainerUser {
+        uid: 1234,
+        gid: 0,
+        supplemental_groups: vec![0, 5678],
+    };
+    assert_eq!(user, Some(want));
     assert!(
         st.started_at > 0 && st.finished_at >= st.started_at,
         "started {} finished {}",
@@ -339,6 +357,7 @@ async fn pod_and_containers_run_exec_stop_and_are_removed() {
             .any(|l| l.ends_with(" stdout F hello-from-rtest")),
         "{log}"
     );
+    assert!(log.contains(" stdout F 0 5678\n"), "{log}");
 
     // ExecSync in a running container: output, exit code, and a timeout.
     let script = "trap 'echo got-term; exit 7' TERM; while true; do sleep 0.1; done";
@@ -393,6 +412,12 @@ async fn pod_and_containers_run_exec_stop_and_are_removed() {
         .map(|p| p.cmdline)
         .collect();
     assert!(sleepers.is_empty(), "exec left {sleepers:?}");
+    // Not even a zombie or a dying process, right after the call returns: `tail` is a name
+    // nothing else in the container runs.
+    let r = exec(&mut env, &id, &["tail", "-f", "/dev/null"], 1).await;
+    assert_err(r, Code::DeadlineExceeded, &id);
+    let tails = tasks_named("tail", &env.cgroup_parent());
+    assert!(tails.is_empty(), "a timed-out exec left {tails:?}");
 
     // StopContainer sends SIGTERM first, which the container handles.
     let t = Instant::now();
@@ -418,6 +443,65 @@ async fn pod_and_containers_run_exec_stop_and_are_removed() {
         .unwrap();
     env.assert_clean();
     eprintln!("happy path: {:?}", t0.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_a_container_whose_init_just_exited_succeeds() {
+    let Some(mut env) = Env::start(NetOpts::default()).await else {
+        return;
+    };
+    let busybox = env.pull_busybox().await;
+    let mut pod = env.pod_config("exited");
+    let linux = pod.linux.get_or_insert_with(Default::default);
+    linux.security_context = Some(LinuxSandboxSecurityContext {
+        namespace_options: Some(NamespaceOption {
+            pid: NamespaceMode::Pod as i32,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let pod_id = env.run_pod(pod.clone()).await.unwrap();
+    // In a pod-shared PID namespace the background sleep outlives the init and holds its
+    // stdout, so the monitor writes exit.json only after its drain grace (2 s): meanwhile
+    // the record still says Running and the runtime already says "not running".
+    let c = sh_ctr("quick", &busybox, "sleep 30 & exit 0");
+    let id = env.create(&pod_id, &pod, c).await.unwrap();
+    start(&mut env, &id).await;
+    let info = env
+        .rt
+        .container_status(ContainerStatusRequest {
+            container_id: id.clone(),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .info;
+    let detail: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
+    let pid = detail["pid"].as_i64().unwrap();
+    common::wait_for(
+        || !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "the container's init to exit",
+    );
+    env.rt
+        .stop_container(StopContainerRequest {
+            container_id: id.clone(),
+            timeout: 2,
+        })
+        .await
+        .expect("StopContainer of a container that has just exited");
+    let st = env.ctr_status(&id).await;
+    assert_eq!(
+        (st.state, st.exit_code),
+        (ContainerState::ContainerExited as i32, 0)
+    );
+    env.rt
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod_id,
+        })
+        .await
+        .unwrap();
+    env.assert_clean();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -478,6 +562,31 @@ async fn kill_9_and_restart_keeps_the_pod_and_container_running() {
         .unwrap();
     env.assert_clean();
     eprintln!("restart: {:?}", t0.elapsed());
+}
+
+/// `pid state` of every task named `comm` in a cgroup under `parent`, zombies included.
+fn tasks_named(comm: &str, parent: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let p = e.path();
+        let Ok(stat) = std::fs::read_to_string(p.join("stat")) else {
+            continue;
+        };
+        let (Some((head, tail)), Ok(cg)) = (
+            stat.rsplit_once(") "),
+            std::fs::read_to_string(p.join("cgroup")),
+        ) else {
+            continue;
+        };
+        if head.ends_with(&format!("({comm}")) && cg.contains(parent) {
+            out.push(format!(
+                "{} {}",
+                e.file_name().to_string_lossy(),
+                &tail[..1]
+            ));
+        }
+    }
+    out
 }
 
 async fn pod_ip(env: &mut Env, id: &str) -> String {

@@ -17,6 +17,10 @@ pub struct HostFacts {
     pub cgroup_v2: bool,
     /// The highest capability number the kernel knows (`/proc/sys/kernel/cap_last_cap`).
     pub cap_last_cap: u32,
+    /// hull-cri's capability bounding set (`CapBnd` in `/proc/self/status`). The runtime it
+    /// starts, running as root, gets exactly these, so a container can be given no others:
+    /// on a host (or in an outer container) that withholds one, asking for it fails capset.
+    pub cap_bounding: u64,
     /// The host's hostname, the `HOSTNAME` of a host-network pod without one.
     pub hostname: String,
     /// The directory whose device nodes a privileged container gets (`/dev`).
@@ -54,6 +58,7 @@ impl HostFacts {
                 .trim()
                 .parse()
                 .unwrap_or(40),
+            cap_bounding: cap_bounding(&read("/proc/self/status")),
             hostname: read("/proc/sys/kernel/hostname").trim().to_string(),
             dev_dir: PathBuf::from("/dev"),
             mountinfo: PathBuf::from("/proc/self/mountinfo"),
@@ -72,6 +77,16 @@ impl HostFacts {
             .find(|(s, _)| s == page_size)
             .map_or(0, |(_, b)| *b)
     }
+}
+
+/// The `CapBnd` mask of a `/proc/<pid>/status` text; every bit when the line is missing or
+/// malformed (the kernel then decides, as before this fact was read).
+fn cap_bounding(status: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(u64::MAX)
 }
 
 /// True when a v1 `cgroup` mount carries the hugetlb controller, or the v2 root lists it.
@@ -137,6 +152,14 @@ mod hugepage_tests {
         assert_eq!(cri_page_size(2048), "2MB");
         assert_eq!(cri_page_size(1048576), "1GB");
         assert_eq!(cri_page_size(64), "64KB");
+    }
+
+    #[test]
+    fn the_bounding_set_is_read_from_proc_status() {
+        let status = "Name:\tx\nCapEff:\t000001fffeffffff\nCapBnd:\t000001fffeffffff\n";
+        assert_eq!(cap_bounding(status), 0x1ff_feff_ffff);
+        assert_eq!(cap_bounding("Name:\tx\n"), u64::MAX);
+        assert_eq!(cap_bounding("CapBnd:\tzz\n"), u64::MAX);
     }
 
     #[test]

@@ -160,7 +160,8 @@ fn number(name: &str) -> Option<u32> {
         .map(|i| u32::try_from(i).expect("41 names"))
 }
 
-/// The capabilities of the container: every one the kernel knows when privileged, else the
+/// The capabilities of the container: every one the kernel knows and hull-cri's bounding
+/// set holds when privileged (as containerd gives all of its current ones), else the
 /// defaults with the request's add and drop applied. "ALL" in add or drop applies first,
 /// so `add: [ALL], drop: [NET_ADMIN]` is everything but NET_ADMIN and
 /// `drop: [ALL], add: [CHOWN]` is only CHOWN (containerd's order).
@@ -168,7 +169,9 @@ pub fn capabilities(
     sc: &api::LinuxContainerSecurityContext,
     host: &HostFacts,
 ) -> Result<Caps, SpecError> {
-    let all: BTreeSet<u32> = (0..=host.cap_last_cap.min(40)).collect();
+    let all: BTreeSet<u32> = (0..=host.cap_last_cap.min(40))
+        .filter(|n| host.cap_bounding & (1 << n) != 0)
+        .collect();
     if sc.privileged {
         return Ok(Caps {
             set: all,
@@ -392,6 +395,19 @@ mod tests {
         assert_eq!(capabilities(&sc, &h).unwrap().set.len(), 41);
         h.cap_last_cap = 37;
         assert_eq!(capabilities(&sc, &h).unwrap().set.len(), 38);
+        // A bounding set without CAP_SYS_RESOURCE (24), as in this project's CI shell.
+        h.cap_bounding = 0x1ff_feff_ffff;
+        let c = capabilities(&sc, &h).unwrap();
+        assert_eq!(c.set.len(), 37);
+        assert!(!c.has("CAP_SYS_RESOURCE") && c.has("CAP_SYS_ADMIN"));
+        let all = api::LinuxContainerSecurityContext {
+            capabilities: Some(api::Capability {
+                add_capabilities: vec!["ALL".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(!capabilities(&all, &h).unwrap().has("CAP_SYS_RESOURCE"));
         assert_eq!(masked_and_readonly(&sc), (Vec::new(), Vec::new()));
     }
 

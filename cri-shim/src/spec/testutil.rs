@@ -13,6 +13,7 @@ pub fn host() -> HostFacts {
         selinux_enabled: false,
         cgroup_v2: false,
         cap_last_cap: 40,
+        cap_bounding: u64::MAX,
         hostname: "node1".into(),
         dev_dir: PathBuf::from("/dev"),
         mountinfo: PathBuf::from("/proc/self/mountinfo"),

@@ -10,7 +10,7 @@ use tonic::{Code, Status};
 use super::{internal, now_ns, remove_dir, status, Runtime};
 use crate::api::{ContainerConfig, ContainerMetadata, PodSandboxMetadata};
 use crate::monitor::{ExitRecord, Report};
-use crate::records::{self, Ctr, CtrRecord, CtrState, Pod};
+use crate::records::{self, Ctr, CtrRecord, CtrState, CtrUser, Pod};
 use crate::snapshot;
 
 /// How long RemoveContainer and StopContainer wait for the monitor to record an exit
@@ -125,6 +125,11 @@ impl Runtime {
         let rootfs = snapshot::mount_rootfs(&lowers, &dir.join("fs"))
             .map_err(|e| internal("mounting the container's rootfs", &e))?;
         let spec = self.spec_for(pod, ctr, &image.config, &rootfs)?;
+        ctr.rec.user = spec.process().as_ref().map(|p| CtrUser {
+            uid: p.user().uid(),
+            gid: p.user().gid(),
+            additional_gids: p.user().additional_gids().clone().unwrap_or_default(),
+        });
         let spec_path = bundle.join("config.json");
         let bytes = serde_json::to_vec_pretty(&spec)
             .map_err(|e| internal("serialising config.json", &e))?;
@@ -267,7 +272,11 @@ impl Runtime {
         }
         // --all: with a pod-shared PID namespace the init's death does not end the rest.
         if let Err(e) = handler.kill(&id, "KILL", true).await {
-            if !exit.exists() {
+            // The init may have exited on its own since the record was read: the runtime
+            // then says it is not running, and exit.json follows once the monitor has
+            // drained the output (up to 2 s when processes outlive the init in a pod-shared
+            // PID namespace). Only a kill that fails while no exit comes is an error.
+            if !wait_for(&exit, KILL_WAIT).await {
                 return Err(internal(format_args!("killing container {id}"), &e));
             }
         }

@@ -13,6 +13,9 @@ use crate::records::CtrState;
 /// kubelet's gRPC message limit bounds what ExecSync may return; output beyond it is cut.
 const MAX_OUTPUT: u64 = 8 << 20;
 
+/// How long a timed-out ExecSync waits for the runtime to reap the killed process.
+const REAP_WAIT: Duration = Duration::from_secs(5);
+
 impl Runtime {
     fn running(&self, given: &str, rpc: &str) -> Result<crate::records::Ctr, Status> {
         let id = self.ctr_id(given)?;
@@ -72,6 +75,10 @@ impl Runtime {
             Ok(r) => r,
             Err(()) => {
                 kill_exec(&pid_file);
+                // The runtime reaps the killed process and exits. Waiting for that means the
+                // caller's next look into the container finds neither the process nor its
+                // zombie (critest runs pgrep right after the timeout).
+                let _ = tokio::time::timeout(REAP_WAIT, child.wait()).await;
                 let _ = std::fs::remove_dir_all(&tmp);
                 return Err(Status::deadline_exceeded(format!(
                     "ExecSync in container {}: command {cmd:?} timed out after {timeout}s",

@@ -56,8 +56,10 @@ impl Runtime {
                     }),
                 })
                 .collect(),
+            // spec::user resolves groups under either policy, and ContainerStatus reports
+            // the resulting identity, which is what the feature promises.
             features: Some(RuntimeFeatures {
-                supplemental_groups_policy: false,
+                supplemental_groups_policy: true,
                 ..Default::default()
             }),
         }

@@ -188,7 +188,13 @@ impl Runtime {
                     ..Default::default()
                 }),
             image_id: c.rec.image_id.clone(),
-            user: None,
+            user: c.rec.user.as_ref().map(|u| ContainerUser {
+                linux: Some(LinuxContainerUser {
+                    uid: i64::from(u.uid),
+                    gid: i64::from(u.gid),
+                    supplemental_groups: u.additional_gids.iter().map(|&g| i64::from(g)).collect(),
+                }),
+            }),
             stop_signal: c.config.stop_signal,
         };
         Ok(ContainerStatusResponse {
