@@ -115,10 +115,16 @@ pub struct RootfsPlan<'a> {
 /// createContainer hooks: the private mount tree, the rootfs bind, config mounts, /dev.
 pub fn prepare(spec: &Spec, plan: &RootfsPlan) -> Result<Root, RootfsError> {
     if !plan.host_mount_ns {
-        // Nothing mounted from here on may propagate back to the host.
-        let slave = MsFlags::MS_SLAVE | MsFlags::MS_REC;
-        nix::mount::mount(None::<&str>, "/", None::<&str>, slave, None::<&str>)
+        // By default nothing mounted from here on propagates back to the host. A config's
+        // rootfsPropagation replaces that first remount, as in runc's prepareRoot, so an
+        // `rshared` root lets a container's mounts reach a shared host path.
+        let flags = root_propagation(spec);
+        nix::mount::mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
             .map_err(|e| RootfsError::Propagation(e.into()))?;
+        if flags.contains(MsFlags::MS_SHARED) {
+            // pivot_root refuses a new root whose parent mount is shared.
+            pivot::make_parent_private(plan.rootfs).map_err(RootfsError::Propagation)?;
+        }
     }
     // pivot_root needs the new root to be a mount point.
     let bind = MsFlags::MS_BIND | MsFlags::MS_REC;
@@ -175,6 +181,25 @@ pub fn prepare(spec: &Spec, plan: &RootfsPlan) -> Result<Root, RootfsError> {
             })?;
     }
     Ok(root)
+}
+
+/// The propagation `/` is remounted with first: `linux.rootfsPropagation`, else rslave.
+fn root_propagation(spec: &Spec) -> MsFlags {
+    let prop = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().as_deref());
+    match prop.map(options::propagation) {
+        Some((flag, recursive)) if flag != 0 => {
+            let f = MsFlags::from_bits_truncate(flag as _);
+            if recursive {
+                f | MsFlags::MS_REC
+            } else {
+                f
+            }
+        }
+        _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+    }
 }
 
 fn create_devices(spec: &Spec, root: &Root, in_user_ns: bool) -> Result<(), RootfsError> {

@@ -105,7 +105,9 @@ fn bind(
         root.create_file(m.destination())?
     };
     let tree = sys::clone_tree(sys::cwd(), src, recursive)?;
-    apply_attrs(tree.as_fd(), opts, recursive)?;
+    // Options such as `ro` apply to the top mount only, as runc's bind remount does: the
+    // submounts an rbind brings keep their own flags (`rro` would be the recursive form).
+    apply_attrs(tree.as_fd(), opts, false)?;
     sys::move_mount_fd(tree.as_fd(), target.as_fd())?;
     Ok(tree)
 }
