@@ -6,6 +6,8 @@
 mod common;
 
 use std::fs;
+use std::path::PathBuf;
+use std::process::Command;
 
 use common::{
     cap_field, cap_mask, cgroup_dirs, find_mount, host_ns_inode, mount_options, runtime, Ctx,
@@ -372,4 +374,57 @@ fn cap_mask_matches_kernel_numbering() {
     assert_eq!(cap_mask(&["CAP_SYS_ADMIN"]), 1 << 21);
     assert_eq!(cap_mask(&["CAP_CHECKPOINT_RESTORE"]), 1 << 40);
     assert_eq!(common::CAP_NAMES.split_whitespace().count(), 41);
+}
+
+/// Unmounts (lazily) what a test mounted on the host, also when it fails.
+struct HostMounts(Vec<PathBuf>);
+
+impl Drop for HostMounts {
+    fn drop(&mut self) {
+        for p in self.0.iter().rev() {
+            let _ = Command::new("umount").arg("-l").arg(p).status();
+        }
+    }
+}
+
+/// With rootfsPropagation rshared, a mount made inside the container under an `rshared`
+/// bind of a shared host directory reaches the host (critest's bidirectional propagation).
+/// hull used to make its own binds slaves when detaching the old root after pivot_root.
+#[test]
+fn rshared_bind_propagates_to_the_host() {
+    let Some(mut ctx) = Ctx::new("rshared") else {
+        return;
+    };
+    let src = ctx.tmp.join("shared");
+    fs::create_dir_all(src.join("sub")).expect("mkdir shared source");
+    let mount = |args: &[&std::ffi::OsStr]| {
+        let st = Command::new("mount")
+            .args(args)
+            .status()
+            .expect("run mount");
+        assert!(st.success(), "mount {args:?}");
+    };
+    mount(&["--bind".as_ref(), src.as_os_str(), src.as_os_str()]);
+    let _cleanup = HostMounts(vec![src.clone(), src.join("sub")]);
+    mount(&["--make-rshared".as_ref(), src.as_os_str()]);
+    ctx.config["linux"]["rootfsPropagation"] = json!("rshared");
+    for set in ["bounding", "effective", "permitted"] {
+        ctx.config["process"]["capabilities"][set]
+            .as_array_mut()
+            .expect("capability set")
+            .push(json!("CAP_SYS_ADMIN"));
+    }
+    ctx.config["mounts"]
+        .as_array_mut()
+        .expect("mounts")
+        .push(json!({
+            "destination": "/shared", "type": "bind", "source": src,
+            "options": ["rbind", "rshared"]
+        }));
+    ctx.set_args(&["sh", "-c", "mount --bind /etc /shared/sub"]);
+    ctx.run().assert_ok();
+    assert!(
+        src.join("sub/passwd").exists(),
+        "the container's mount did not propagate to the host"
+    );
 }

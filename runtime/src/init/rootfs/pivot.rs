@@ -13,9 +13,15 @@ use crate::sys::{self, AttrChange};
 /// pivot_root(".", ".") then a lazy unmount of the old root stacked on top: no directory
 /// for the old root is needed inside the container, so none can be left behind.
 pub fn pivot(root: &Root) -> io::Result<()> {
+    // The old root, held so the steps below act on it and not on the new root: after
+    // pivot_root the cwd is still the new root, and a recursive rslave there would turn
+    // the container's `rshared` binds into slaves of the host's mounts (runc fchdirs to
+    // the old root for the same reason).
+    let old_root = sys::open_path(Path::new("/"), libc::O_PATH | libc::O_DIRECTORY)?;
     nix::unistd::fchdir(root.fd().as_raw_fd())?;
     nix::unistd::pivot_root(".", ".")?;
-    // The old root is now mounted over ".": make sure its unmount stays in here.
+    nix::unistd::fchdir(old_root.as_raw_fd())?;
+    // The old root is now mounted over "/": make sure its unmount stays in here.
     nix::mount::mount(
         None::<&str>,
         ".",
