@@ -32,6 +32,9 @@ pub struct HostFacts {
     /// Hugepages the host can hand out, by CRI page size (`2MB`): preallocated plus
     /// overcommit pages, in bytes.
     pub hugepages: Vec<(String, u64)>,
+    /// The lowest oom_score_adj containers can get: -1000 with CAP_SYS_RESOURCE, else
+    /// hull-cri's own value, below which the kernel refuses to go without that capability.
+    pub min_oom_score_adj: i32,
 }
 
 /// The AppArmor profile RuntimeDefault maps to, when loaded.
@@ -67,6 +70,10 @@ impl HostFacts {
                 &read("/sys/fs/cgroup/cgroup.controllers"),
             ),
             hugepages: hugepage_pools(Path::new("/sys/kernel/mm/hugepages")),
+            min_oom_score_adj: min_oom_score_adj(
+                &read("/proc/self/status"),
+                &read("/proc/self/oom_score_adj"),
+            ),
         }
     }
 
@@ -87,6 +94,22 @@ fn cap_bounding(status: &str) -> u64 {
         .find_map(|l| l.strip_prefix("CapBnd:"))
         .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
         .unwrap_or(u64::MAX)
+}
+
+/// -1000 when the effective capabilities (`CapEff` of /proc/self/status) hold
+/// CAP_SYS_RESOURCE (24), else the current oom_score_adj.
+fn min_oom_score_adj(status: &str, current: &str) -> i32 {
+    const CAP_SYS_RESOURCE: u32 = 24;
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    if eff & (1 << CAP_SYS_RESOURCE) != 0 {
+        -1000
+    } else {
+        current.trim().parse().unwrap_or(0)
+    }
 }
 
 /// True when a v1 `cgroup` mount carries the hugetlb controller, or the v2 root lists it.
@@ -146,6 +169,17 @@ fn cri_page_size(kb: u64) -> String {
 #[cfg(test)]
 mod hugepage_tests {
     use super::*;
+
+    #[test]
+    fn the_oom_floor_depends_on_cap_sys_resource() {
+        // This machine's root: every capability but CAP_SYS_RESOURCE.
+        assert_eq!(min_oom_score_adj("CapEff:\t000001fffeffffff\n", "0\n"), 0);
+        assert_eq!(
+            min_oom_score_adj("CapEff:\t000001ffffffffff\n", "0\n"),
+            -1000
+        );
+        assert_eq!(min_oom_score_adj("CapEff:\t0\n", "-500"), -500);
+    }
 
     #[test]
     fn page_sizes_are_named_as_kubelet_does() {

@@ -50,7 +50,10 @@ pub fn build(
             .ok()
             .filter(|a| (-1000..=1000).contains(a))
             .ok_or_else(|| SpecError::invalid(field, adj, "must be between -1000 and 1000"))?;
-        p = p.oom_score_adj(adj);
+        // kubelet asks -997 for Guaranteed pods; without CAP_SYS_RESOURCE the kernel
+        // refuses anything below hull-cri's own value, so that is the floor (containerd's
+        // restrict_oom_score_adj does the same).
+        p = p.oom_score_adj(adj.max(host.min_oom_score_adj));
     }
     let mut p = built("process", p.build())?;
     // The builder's default carries RLIMIT_NOFILE 1024; like containerd's CRI, the

@@ -232,6 +232,29 @@ fn cgroup_v2_hosts_get_a_cgroup_namespace() {
 }
 
 #[test]
+fn oom_score_adj_is_kept_above_what_the_host_lets_hull_cri_set() {
+    let root = fake_rootfs();
+    let mut cfg = with_sc(Default::default());
+    cfg.linux.as_mut().unwrap().resources = Some(api::LinuxContainerResources {
+        oom_score_adj: -997,
+        ..Default::default()
+    });
+    let adj = |h: &HostFacts| {
+        make(&cfg, root.path(), h)
+            .unwrap()
+            .process()
+            .as_ref()
+            .unwrap()
+            .oom_score_adj()
+    };
+    let mut h = host();
+    assert_eq!(adj(&h), Some(-997));
+    // Without CAP_SYS_RESOURCE the floor is hull-cri's own value.
+    h.min_oom_score_adj = 0;
+    assert_eq!(adj(&h), Some(0));
+}
+
+#[test]
 fn errors_name_the_field_and_create_nothing() {
     let root = fake_rootfs();
     let mut cfg = with_sc(api::LinuxContainerSecurityContext {

@@ -19,6 +19,7 @@ pub fn host() -> HostFacts {
         mountinfo: PathBuf::from("/proc/self/mountinfo"),
         hugetlb_cgroup: true,
         hugepages: Vec::new(),
+        min_oom_score_adj: -1000,
     }
 }
 
