@@ -121,10 +121,7 @@ pub fn prepare(spec: &Spec, plan: &RootfsPlan) -> Result<Root, RootfsError> {
         let flags = root_propagation(spec);
         nix::mount::mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
             .map_err(|e| RootfsError::Propagation(e.into()))?;
-        if flags.contains(MsFlags::MS_SHARED) {
-            // pivot_root refuses a new root whose parent mount is shared.
-            pivot::make_parent_private(plan.rootfs).map_err(RootfsError::Propagation)?;
-        }
+        pivot::make_parent_private(plan.rootfs).map_err(RootfsError::Propagation)?;
     }
     // pivot_root needs the new root to be a mount point.
     let bind = MsFlags::MS_BIND | MsFlags::MS_REC;

@@ -53,19 +53,15 @@ pub fn chroot(root: &Root) -> io::Result<()> {
     Ok(())
 }
 
-/// Makes the mount holding `rootfs` private when it is shared, as runc's
-/// rootfsParentMountPrivate does: the rootfs is bound onto itself next, and pivot_root
-/// refuses a new root whose parent mount is shared, which it is after an `rshared`
-/// rootfsPropagation.
+/// Makes the mount holding `rootfs` private, as runc's rootfsParentMountPrivate does: the
+/// rootfs is bound onto itself next, which an `unbindable` root refuses, and pivot_root
+/// refuses a new root whose parent mount is shared (an `rshared` root).
 pub fn make_parent_private(rootfs: &Path) -> io::Result<()> {
     let rootfs = std::fs::canonicalize(rootfs)?;
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
-    let Some((mount_point, shared)) = covering_mount(&mountinfo, &rootfs) else {
+    let Some((mount_point, _)) = covering_mount(&mountinfo, &rootfs) else {
         return Ok(());
     };
-    if !shared {
-        return Ok(());
-    }
     nix::mount::mount(
         None::<&str>,
         mount_point.as_path(),
