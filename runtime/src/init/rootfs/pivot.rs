@@ -55,47 +55,27 @@ pub fn chroot(root: &Root) -> io::Result<()> {
 
 /// Makes the mount holding `rootfs` private, as runc's rootfsParentMountPrivate does: the
 /// rootfs is bound onto itself next, which an `unbindable` root refuses, and pivot_root
-/// refuses a new root whose parent mount is shared (an `rshared` root).
+/// refuses a new root whose parent mount is shared (an `rshared` root). MS_PRIVATE on a
+/// path that is not a mount root fails with EINVAL, so walking up to the first one costs a
+/// syscall per level and no read of the mount table on the start path.
 pub fn make_parent_private(rootfs: &Path) -> io::Result<()> {
-    let rootfs = std::fs::canonicalize(rootfs)?;
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
-    let Some((mount_point, _)) = covering_mount(&mountinfo, &rootfs) else {
-        return Ok(());
-    };
-    nix::mount::mount(
-        None::<&str>,
-        mount_point.as_path(),
-        None::<&str>,
-        MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )?;
-    Ok(())
-}
-
-/// The mount point of the topmost mount covering `path`, and whether it is shared.
-fn covering_mount(mountinfo: &str, path: &Path) -> Option<(std::path::PathBuf, bool)> {
-    let mut best: Option<(std::path::PathBuf, bool)> = None;
-    for line in mountinfo.lines() {
-        let fields: Vec<&str> = line.split(' ').collect();
-        let Some(mp) = fields.get(4) else { continue };
-        let mp = Path::new(mp);
-        if !path.starts_with(mp) {
-            continue;
-        }
-        let shared = fields
-            .iter()
-            .skip(6)
-            .take_while(|f| **f != "-")
-            .any(|f| f.starts_with("shared:"));
-        // Later lines are mounted on top of earlier ones at the same point.
-        if best
-            .as_ref()
-            .is_none_or(|(b, _)| mp.components().count() >= b.components().count())
-        {
-            best = Some((mp.to_path_buf(), shared));
+    let mut dir = rootfs;
+    loop {
+        match nix::mount::mount(
+            None::<&str>,
+            dir,
+            None::<&str>,
+            MsFlags::MS_PRIVATE,
+            None::<&str>,
+        ) {
+            Ok(()) => return Ok(()),
+            Err(nix::Error::EINVAL) => match dir.parent() {
+                Some(up) => dir = up,
+                None => return Ok(()),
+            },
+            Err(e) => return Err(e.into()),
         }
     }
-    best
 }
 
 /// Applies `root.readonly` and `linux.rootfsPropagation` to the new `/`.
@@ -120,24 +100,4 @@ pub fn finish_root(readonly: bool, prop: Option<&str>) -> io::Result<()> {
         sys::set_mount_attr(slash.as_fd(), change, recursive)?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod parent_tests {
-    use super::*;
-
-    #[test]
-    fn the_deepest_covering_mount_wins_and_its_sharing_is_read() {
-        let mi = "22 1 8:1 / / rw shared:1 - ext4 /dev/sda1 rw\n\
-                  30 22 0:40 / /var/lib rw - tmpfs tmpfs rw\n\
-                  31 22 0:41 / /var/lib/x rw shared:7 - tmpfs tmpfs rw\n";
-        let (mp, shared) = covering_mount(mi, Path::new("/var/lib/hull/b")).unwrap();
-        assert_eq!(mp, Path::new("/var/lib"));
-        assert!(!shared);
-        let (mp, shared) = covering_mount(mi, Path::new("/srv")).unwrap();
-        assert_eq!(mp, Path::new("/"));
-        assert!(shared);
-        let (mp, _) = covering_mount(mi, Path::new("/var/lib/x/y")).unwrap();
-        assert_eq!(mp, Path::new("/var/lib/x"));
-    }
 }
