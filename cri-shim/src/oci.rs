@@ -104,13 +104,21 @@ impl Handler {
         c
     }
 
-    async fn run(&self, op: &'static str, id: &str, args: &[&OsStr]) -> Result<(), OciError> {
+    /// Runs `<runtime> <op> <args…> <id> <trailing…>`; a failure carries what it printed.
+    async fn run(
+        &self,
+        op: &'static str,
+        args: &[&OsStr],
+        id: &str,
+        trailing: &[&OsStr],
+    ) -> Result<(), OciError> {
         let out = self
             .command()
             .arg(op)
             .args(args)
             .arg(id)
-            .stdout(Stdio::piped())
+            .args(trailing)
+            .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .output()
             .await
@@ -135,39 +143,18 @@ impl Handler {
 
     /// `start`: lets the created container's init run its process.
     pub async fn start(&self, id: &str) -> Result<(), OciError> {
-        self.run("start", id, &[]).await
+        self.run("start", &[], id, &[]).await
     }
 
     /// `kill [--all] <id> <signal>`.
     pub async fn kill(&self, id: &str, signal: &str, all: bool) -> Result<(), OciError> {
-        let out = self
-            .command()
-            .arg("kill")
-            .args(all.then_some("--all"))
-            .arg(id)
-            .arg(signal)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .await
-            .map_err(|source| OciError::Spawn {
-                runtime: self.path.clone(),
-                source,
-            })?;
-        if out.status.success() {
-            return Ok(());
-        }
-        Err(OciError::Failed {
-            runtime: self.path.clone(),
-            op: "kill",
-            id: id.to_string(),
-            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        })
+        let flags: &[&OsStr] = if all { &["--all".as_ref()] } else { &[] };
+        self.run("kill", flags, id, &[signal.as_ref()]).await
     }
 
     /// `delete --force`: removes the container's runtime state, killing what is left.
     pub async fn delete(&self, id: &str) -> Result<(), OciError> {
-        match self.run("delete", id, &["--force".as_ref()]).await {
+        match self.run("delete", &["--force".as_ref()], id, &[]).await {
             Err(OciError::Failed { message, .. }) if is_not_found(&message) => Ok(()),
             r => r,
         }
@@ -175,7 +162,7 @@ impl Handler {
 
     /// `update -r <file>`: applies new resources (an OCI `LinuxResources` JSON file).
     pub async fn update(&self, id: &str, resources: &Path) -> Result<(), OciError> {
-        self.run("update", id, &["-r".as_ref(), resources.as_os_str()])
+        self.run("update", &["-r".as_ref(), resources.as_os_str()], id, &[])
             .await
     }
 }
