@@ -2,52 +2,20 @@
 //! pushed with skopeo, hull-cri on a temp socket, and the ImageService driven through a tonic
 //! client. Skips with a reason when not root or a tool is missing. Cleans up everything.
 
-use std::net::TcpListener;
+// The shared helpers; this test uses only the process and port ones.
+#[allow(dead_code)]
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
+use common::{free_port, skip_reason_for, wait_for, Reaped};
 use hull_cri::api::image_service_client::ImageServiceClient;
 use hull_cri::api::runtime_service_client::RuntimeServiceClient;
 use hull_cri::api::*;
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint};
-
-/// Kills and reaps a child on drop, so no process outlives the test.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn skip_reason() -> Option<String> {
-    // The effective uid, from /proc (no libc call needed).
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
-    if !root {
-        return Some("not root".into());
-    }
-    for tool in ["docker-registry", "skopeo", "jq", "busybox"] {
-        if Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .map_or(true, |o| !o.status.success())
-        {
-            return Some(format!("{tool} not installed (scripts/deps.sh)"));
-        }
-    }
-    None
-}
-
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -78,19 +46,8 @@ fn start_registry(dir: &Path, port: u16) -> Result<Reaped> {
     wait_for(
         || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
         "registry to listen",
-    )?;
+    );
     Ok(reaped)
-}
-
-fn wait_for(mut ok: impl FnMut() -> bool, what: &str) -> Result<()> {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(20) {
-        if ok() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    bail!("timed out waiting for {what}")
 }
 
 fn push_busybox(dir: &Path, port: u16, tags: &[&str]) -> Result<()> {
@@ -117,7 +74,7 @@ fn push_busybox(dir: &Path, port: u16, tags: &[&str]) -> Result<()> {
 
 async fn connect(sock: PathBuf) -> Result<Channel> {
     let sock2 = sock.clone();
-    wait_for(move || sock2.exists(), "hull-cri socket")?;
+    wait_for(move || sock2.exists(), "hull-cri socket");
     let ch = Endpoint::try_from("http://[::]:50051")?
         .connect_with_connector(tower::service_fn(move |_| {
             let sock = sock.clone();
@@ -138,12 +95,12 @@ fn spec(image: &str) -> Option<ImageSpec> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_list_status_remove_through_a_local_registry() -> Result<()> {
-    if let Some(why) = skip_reason() {
+    if let Some(why) = skip_reason_for(&["docker-registry", "skopeo", "jq", "busybox"]) {
         eprintln!("skipping: {why}");
         return Ok(());
     }
     let dir = tempfile::tempdir()?;
-    let port = free_port()?;
+    let port = free_port();
     let _registry = start_registry(dir.path(), port)?;
     push_busybox(dir.path(), port, &["latest", "other"])?;
 
@@ -306,7 +263,7 @@ async fn pull_list_status_remove_through_a_local_registry() -> Result<()> {
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
-    let dead = free_port()?;
+    let dead = free_port();
     let e = img
         .pull_image(PullImageRequest {
             image: spec(&format!("127.0.0.1:{dead}/x:1")),

@@ -3,61 +3,19 @@
 //! with skopeo, and hull-cri pulling with and without the CA, through an `https://` mirror,
 //! with mTLS and with `skip_verify`. Skips with a reason when not root or a tool is missing.
 
-use std::net::TcpListener;
+// The shared helpers; this test uses only the process and port ones.
+#[allow(dead_code)]
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
+use common::{free_port, skip_reason_for, wait_for, Reaped};
 use hull_cri::api::image_service_client::ImageServiceClient;
 use hull_cri::api::*;
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint};
-
-/// Kills and reaps a child on drop, so no process outlives the test.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn skip_reason() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
-    if !root {
-        return Some("not root".into());
-    }
-    for tool in ["docker-registry", "skopeo", "openssl", "jq", "busybox"] {
-        if !Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-        {
-            return Some(format!("{tool} not installed (scripts/deps.sh)"));
-        }
-    }
-    None
-}
-
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn wait_for(mut ok: impl FnMut() -> bool, what: &str) -> Result<()> {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(20) {
-        if ok() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    bail!("timed out waiting for {what}")
-}
 
 fn openssl(dir: &Path, args: &[&str]) -> Result<()> {
     let out = Command::new("openssl")
@@ -187,7 +145,7 @@ fn start_registry(dir: &Path, pki: &Path, port: u16) -> Result<Reaped> {
     wait_for(
         || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
         "registry to listen",
-    )?;
+    );
     Ok(reaped)
 }
 
@@ -241,7 +199,7 @@ async fn start_daemon(dir: &Path, name: &str, config: &str) -> Result<(Reaped, C
             .spawn()?,
     );
     let s = sock.clone();
-    wait_for(move || s.exists(), "hull-cri socket")?;
+    wait_for(move || s.exists(), "hull-cri socket");
     let ch = Endpoint::try_from("http://[::]:50051")?
         .connect_with_connector(tower::service_fn(move |_| {
             let sock = sock.clone();
@@ -271,14 +229,14 @@ fn entries(dir: &Path) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pulls_over_tls_with_a_private_ca_and_client_certificate() -> Result<()> {
-    if let Some(why) = skip_reason() {
+    if let Some(why) = skip_reason_for(&["docker-registry", "skopeo", "openssl", "jq", "busybox"]) {
         eprintln!("skipping: {why}");
         return Ok(());
     }
     let dir = tempfile::tempdir()?;
     let pki = dir.path().join("pki");
     make_pki(&pki)?;
-    let port = free_port()?;
+    let port = free_port();
     let _registry = start_registry(dir.path(), &pki, port)?;
     push_busybox(dir.path(), &pki, port, &["latest", "other"])?;
     let p = |f: &str| pki.join(f).display().to_string();

@@ -31,8 +31,19 @@ impl Drop for Reaped {
     }
 }
 
-/// Why the tests cannot run here, if they cannot.
+/// Why the RuntimeService tests cannot run here, if they cannot: the registry tools, `ip`
+/// and Debian's CNI plugins.
 pub fn skip_reason() -> Option<String> {
+    skip_reason_for(&["docker-registry", "skopeo", "jq", "busybox", "ip"]).or_else(|| {
+        ["bridge", "host-local", "portmap", "loopback"]
+            .iter()
+            .find(|p| !Path::new(PLUGINS).join(p).exists())
+            .map(|p| format!("{PLUGINS}/{p} missing (containernetworking-plugins)"))
+    })
+}
+
+/// Why a root test needing `tools` cannot run here, if it cannot.
+pub fn skip_reason_for(tools: &[&str]) -> Option<String> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let root = status
         .lines()
@@ -40,23 +51,15 @@ pub fn skip_reason() -> Option<String> {
     if !root {
         return Some("not root".into());
     }
-    for tool in ["docker-registry", "skopeo", "jq", "busybox", "ip"] {
-        if !Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-        {
-            return Some(format!("{tool} not installed (scripts/deps.sh)"));
-        }
-    }
-    for p in ["bridge", "host-local", "portmap", "loopback"] {
-        if !Path::new(PLUGINS).join(p).exists() {
-            return Some(format!(
-                "{PLUGINS}/{p} missing (containernetworking-plugins)"
-            ));
-        }
-    }
-    None
+    tools
+        .iter()
+        .find(|tool| {
+            !Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .map(|tool| format!("{tool} not installed (scripts/deps.sh)"))
 }
 
 /// `hull`, built into the same target dir as this test (`cargo build -p hull`).
