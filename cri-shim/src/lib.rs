@@ -25,6 +25,7 @@ pub mod snapshot;
 pub mod spec;
 pub mod stats;
 pub mod store;
+pub mod stream;
 pub mod sys;
 pub mod tls;
 pub mod unpack;
