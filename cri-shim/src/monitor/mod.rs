@@ -9,7 +9,9 @@
 //! rename. Because it is in its own session and not hull-cri's child after the detach, the
 //! container and its log outlive a hull-cri that is stopped or killed.
 
+mod attach;
 mod console;
+pub mod frame;
 mod relay;
 
 use std::fs::File;
@@ -94,6 +96,14 @@ pub struct Args {
     /// socket in the exit file's directory and log what it prints as stdout.
     #[arg(long)]
     pub tty: bool,
+    /// The container reads stdin (CRI `stdin`): a pipe (or the terminal) the monitor holds
+    /// and feeds from the attach socket (`attach.sock` beside the exit file).
+    #[arg(long)]
+    pub stdin: bool,
+    /// Close the container's stdin when the first client that attached with stdin
+    /// detaches (CRI `stdin_once`).
+    #[arg(long, requires = "stdin")]
+    pub stdin_once: bool,
 }
 
 /// What the monitor reports on its stdout once `create` has finished.
@@ -152,6 +162,7 @@ pub(crate) struct Created {
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
     pub log: LogWriter,
+    pub attach: attach::Attach,
 }
 
 /// Detaches from hull-cri's session, becomes the subreaper of the container's processes
@@ -185,8 +196,24 @@ fn prepare() -> Result<SigSet, MonitorError> {
 /// Runs `<runtime> create` with the container's stdio on pipes held here.
 fn create(args: &Args) -> Result<Created, MonitorError> {
     let log = LogWriter::open(&args.log).map_err(MonitorError::Log)?;
+    // The sockets are bound by relative names in the container's directory: that keeps
+    // clear of the 108-byte limit of unix socket paths whatever the state root is.
+    let dir = args.exit_file.parent().unwrap_or(Path::new("/"));
+    std::env::set_current_dir(dir).map_err(|source| MonitorError::Io {
+        op: "entering",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let listener = attach::bind()?;
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
+    let (stdin_r, stdin_w) = match args.stdin && !args.tty {
+        true => {
+            let (r, w) = pipe()?;
+            (Some(r), Some(w))
+        }
+        false => (None, None),
+    };
     let mut cmd = Command::new(&args.runtime);
     cmd.arg("--root")
         .arg(&args.runtime_root)
@@ -196,17 +223,11 @@ fn create(args: &Args) -> Result<Created, MonitorError> {
         .arg(&args.bundle)
         .arg("--pid-file")
         .arg(&args.pid_file)
-        .stdin(Stdio::null())
+        .stdin(stdin_r.map_or_else(Stdio::null, Stdio::from))
         .stdout(out_w)
         .stderr(err_w);
     let console = match args.tty {
         true => {
-            let dir = args.exit_file.parent().unwrap_or(Path::new("/"));
-            std::env::set_current_dir(dir).map_err(|source| MonitorError::Io {
-                op: "entering",
-                path: dir.to_path_buf(),
-                source,
-            })?;
             cmd.args(["--console-socket", console::ConsoleSocket::arg()]);
             Some(console::ConsoleSocket::bind(dir)?)
         }
@@ -219,6 +240,8 @@ fn create(args: &Args) -> Result<Created, MonitorError> {
             runtime: args.runtime.clone(),
             source,
         })?;
+    // The read end of the stdin pipe is the container's alone now.
+    drop(cmd);
     let (master, status) = match console {
         Some(c) => c.receive(&mut child)?,
         None => {
@@ -243,6 +266,7 @@ fn create(args: &Args) -> Result<Created, MonitorError> {
         });
     }
     let init = read_pid(&args.pid_file)?;
+    let attach = attach_server(args, listener, stdin_w, master.as_ref())?;
     Ok(Created {
         init,
         // With a terminal the container writes to the pty; the pipes carry only what the
@@ -250,7 +274,43 @@ fn create(args: &Args) -> Result<Created, MonitorError> {
         stdout: master.unwrap_or(out_r),
         stderr: err_r,
         log,
+        attach,
     })
+}
+
+/// The attach server over the container's stdin (the pipe, or the terminal's master).
+fn attach_server(
+    args: &Args,
+    listener: std::os::unix::net::UnixListener,
+    stdin_pipe: Option<OwnedFd>,
+    master: Option<&OwnedFd>,
+) -> Result<attach::Attach, MonitorError> {
+    let dup = |fd: &OwnedFd| {
+        fd.try_clone().map_err(|source| MonitorError::Io {
+            op: "duplicating the terminal of",
+            path: args.bundle.clone(),
+            source,
+        })
+    };
+    let master_dup = master.map(dup).transpose()?;
+    let stdin_fd = match (args.stdin, stdin_pipe, master) {
+        (false, _, _) => None,
+        (true, Some(w), _) => Some(w),
+        (true, None, Some(m)) => Some(dup(m)?),
+        (true, None, None) => None,
+    };
+    let stdin = match stdin_fd {
+        Some(fd) => {
+            attach::set_nonblocking(std::os::fd::AsFd::as_fd(&fd))?;
+            Some(attach::Stdin {
+                fd,
+                tty: args.tty,
+                once: args.stdin_once,
+            })
+        }
+        None => None,
+    };
+    Ok(attach::Attach::new(listener, stdin, master_dup))
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), MonitorError> {

@@ -10,6 +10,8 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use super::attach::Attach;
+use super::frame::Frame;
 use super::{Args, Created, ExitRecord};
 use crate::crilog::{LogWriter, Stream};
 
@@ -23,6 +25,7 @@ struct Loop {
     exited_at: Option<Instant>,
     outputs: [Option<OwnedFd>; 2],
     log: LogWriter,
+    attach: Attach,
 }
 
 /// Runs until the init has exited and its output is drained, then writes the exit file.
@@ -30,7 +33,7 @@ pub(super) fn run(args: &Args, signals: SigSet, created: Created) -> ExitCode {
     let Ok(sfd) = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC) else {
         // Without a signalfd the exit cannot be seen; record it as unknown at once rather
         // than leave hull-cri waiting for an exit file that never comes.
-        return finish(args, None);
+        return finish(args, None, created.attach);
     };
     let mut l = Loop {
         init: created.init,
@@ -38,6 +41,7 @@ pub(super) fn run(args: &Args, signals: SigSet, created: Created) -> ExitCode {
         exited_at: None,
         outputs: [Some(created.stdout), Some(created.stderr)],
         log: created.log,
+        attach: created.attach,
     };
     // The init may have exited before the signalfd existed: its SIGCHLD is pending and
     // blocked, so the signalfd still reports it.
@@ -47,7 +51,7 @@ pub(super) fn run(args: &Args, signals: SigSet, created: Created) -> ExitCode {
     for stream in [Stream::Stdout, Stream::Stderr] {
         let _ = l.log.flush_partial(stream);
     }
-    finish(args, l.status)
+    finish(args, l.status, l.attach)
 }
 
 impl Loop {
@@ -72,20 +76,24 @@ impl Loop {
                 which.push(i);
             }
         }
+        let first_attach = fds.len();
+        fds.extend(self.attach.poll_fds());
         if poll(&mut fds, timeout).is_err() {
             return;
         }
-        let ready: Vec<bool> = fds
+        let events: Vec<PollFlags> = fds
             .iter()
-            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .map(|f| f.revents().unwrap_or(PollFlags::empty()))
             .collect();
         drop(fds);
+        // First, while the attach events still line up with its clients.
+        self.attach.on_ready(&events[first_attach..]);
         for (k, &i) in which.iter().enumerate() {
-            if ready[k + 1] {
+            if !events[k + 1].is_empty() {
                 self.read_output(i);
             }
         }
-        if ready[0] {
+        if !events[0].is_empty() {
             self.on_signal(sfd);
         }
     }
@@ -103,6 +111,11 @@ impl Loop {
             Ok(n) => {
                 // A full disk must not stop the container; the output is dropped instead.
                 let _ = self.log.write(stream, &buf[..n]);
+                let frame = match stream {
+                    Stream::Stdout => Frame::Stdout,
+                    Stream::Stderr => Frame::Stderr,
+                };
+                self.attach.broadcast(frame, &buf[..n]);
             }
             Err(nix::Error::EINTR | nix::Error::EAGAIN) => {}
             Err(_) => self.outputs[i] = None,
@@ -143,14 +156,18 @@ impl Loop {
     }
 }
 
-fn finish(args: &Args, status: Option<i32>) -> ExitCode {
+/// Writes the exit file, then tells the attached clients: a client that sees the exit
+/// frame finds the exit recorded.
+fn finish(args: &Args, status: Option<i32>, attach: Attach) -> ExitCode {
     let record = ExitRecord {
         // 255, as the exit of an init the monitor could not observe.
         exit_code: status.unwrap_or(255),
         finished_at_ns: super::now_ns(),
     };
     let bytes = serde_json::to_vec(&record).unwrap_or_default();
-    match crate::fsutil::write_atomic(&args.exit_file, &bytes) {
+    let written = crate::fsutil::write_atomic(&args.exit_file, &bytes);
+    attach.finish(record.exit_code);
+    match written {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => ExitCode::from(1),
     }

@@ -4,7 +4,7 @@ mod image;
 mod runtime;
 
 pub use image::ImageServer;
-pub use runtime::{Paths, RuntimeServer};
+pub use runtime::{Paths, RuntimeBackend, RuntimeServer};
 
 /// The runtime name Version reports.
 pub const RUNTIME_NAME: &str = "hull";

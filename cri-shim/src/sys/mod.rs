@@ -4,10 +4,14 @@
 
 mod fork;
 mod fs;
+mod netns;
 mod root;
 mod socket;
+mod tty;
 
 pub use fork::fork_single_threaded;
 pub use fs::*;
+pub use netns::connect_in_netns;
 pub use root::open_in_root;
 pub use socket::recv_fd;
+pub use tty::{register_fd, set_winsize};

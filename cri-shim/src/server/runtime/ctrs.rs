@@ -172,6 +172,8 @@ impl Runtime {
             .arg("--runtime-log")
             .arg(dir.join("runtime.log"))
             .args(ctr.config.tty.then_some("--tty"))
+            .args(ctr.config.stdin.then_some("--stdin"))
+            .args((ctr.config.stdin && ctr.config.stdin_once).then_some("--stdin-once"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(diag)

@@ -17,7 +17,7 @@ const MAX_OUTPUT: u64 = 8 << 20;
 const REAP_WAIT: Duration = Duration::from_secs(5);
 
 impl Runtime {
-    fn running(&self, given: &str, rpc: &str) -> Result<crate::records::Ctr, Status> {
+    pub(super) fn running(&self, given: &str, rpc: &str) -> Result<crate::records::Ctr, Status> {
         let id = self.ctr_id(given)?;
         let c = self.refreshed(&id)?;
         if c.rec.state != CtrState::Running {
@@ -74,7 +74,7 @@ impl Runtime {
         let (stdout, stderr, st) = match result {
             Ok(r) => r,
             Err(()) => {
-                kill_exec(&pid_file);
+                kill_exec(&pid_file, child.id());
                 // The runtime reaps the killed process and exits. Waiting for that means the
                 // caller's next look into the container finds neither the process nor its
                 // zombie (critest runs pgrep right after the timeout).
@@ -88,14 +88,7 @@ impl Runtime {
         };
         let _ = std::fs::remove_dir_all(&tmp);
         let st = st.map_err(|e| internal("waiting for exec", &e))?;
-        let exit_code = match (
-            st.code(),
-            std::os::unix::process::ExitStatusExt::signal(&st),
-        ) {
-            (Some(c), _) => c,
-            (None, Some(s)) => 128 + s,
-            _ => 255,
-        };
+        let exit_code = exit_code(st);
         Ok(ExecSyncResponse {
             stdout,
             stderr,
@@ -165,22 +158,53 @@ pub(super) fn monitor_alive(pid: i32, id: &str) -> bool {
     })
 }
 
-fn kill_exec(pid_file: &std::path::Path) {
-    if let Some(pid) = std::fs::read_to_string(pid_file)
-        .ok()
-        .and_then(|s| s.trim().parse::<i32>().ok())
-        .filter(|p| *p > 0)
-    {
-        // The exec'd process, not the runtime: SIGKILL cannot be forwarded, so the runtime
-        // would otherwise outlive the timeout.
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+/// The exit code of a runtime's `exec`, which exits with its process's: 128 + the signal
+/// when the runtime itself was killed.
+pub(super) fn exit_code(st: std::process::ExitStatus) -> i32 {
+    match (
+        st.code(),
+        std::os::unix::process::ExitStatusExt::signal(&st),
+    ) {
+        (Some(c), _) => c,
+        (None, Some(s)) => 128 + s,
+        _ => 255,
     }
 }
 
-async fn read_capped<R: AsyncRead + Unpin>(r: Option<R>) -> Vec<u8> {
+/// Kills the exec'd process named by the runtime's pid file, if it is still the child of
+/// the runtime process `runtime_pid` (which the caller has not reaped, so its pid is not
+/// recycled): a process that exited and whose pid was reused is never signalled.
+pub(super) fn kill_exec(pid_file: &std::path::Path, runtime_pid: Option<u32>) {
+    let Some(pid) = std::fs::read_to_string(pid_file)
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .filter(|p| *p > 0)
+    else {
+        return;
+    };
+    if let Some(parent) = runtime_pid {
+        if parent_of(pid) != Some(parent) {
+            return;
+        }
+    }
+    // The exec'd process, not the runtime: SIGKILL cannot be forwarded, so the runtime
+    // would otherwise outlive the process's deadline.
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
+
+/// The parent pid of `pid`, from `/proc/<pid>/stat` (the field after the parenthesised
+/// command name, which may itself hold spaces and parentheses).
+fn parent_of(pid: i32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(") ")?.1;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Reads `r` to its end, keeping at most `MAX_OUTPUT` bytes.
+pub(super) async fn read_capped<R: AsyncRead + Unpin>(r: Option<R>) -> Vec<u8> {
     let mut buf = Vec::new();
     if let Some(r) = r {
         let mut limited = r.take(MAX_OUTPUT);
@@ -191,10 +215,30 @@ async fn read_capped<R: AsyncRead + Unpin>(r: Option<R>) -> Vec<u8> {
     buf
 }
 
-fn tempdir_in(dir: &std::path::Path) -> Result<std::path::PathBuf, Status> {
+/// A fresh `exec-<random>` directory in `dir`, for an exec's pid file and sockets.
+pub(super) fn tempdir_in(dir: &std::path::Path) -> Result<std::path::PathBuf, Status> {
     let id = crate::records::new_id().map_err(|e| internal("exec id", &e))?;
     let p = dir.join(format!("exec-{}", &id[..12]));
     std::fs::create_dir_all(&p)
         .map_err(|e| internal(format_args!("creating {}", p.display()), &e))?;
     Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parent_of_reads_the_ppid_even_past_odd_command_names() {
+        let me = std::process::id() as i32;
+        assert_eq!(parent_of(me), Some(nix::unistd::getppid().as_raw() as u32));
+        assert_eq!(parent_of(i32::MAX), None);
+    }
+
+    #[test]
+    fn exit_codes_of_signals_are_128_plus() {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(exit_code(std::process::ExitStatus::from_raw(3 << 8)), 3);
+        assert_eq!(exit_code(std::process::ExitStatus::from_raw(9)), 137);
+    }
 }

@@ -14,6 +14,7 @@ mod pods;
 mod recover;
 mod service;
 mod stats;
+mod streaming;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -29,6 +30,8 @@ use crate::snapshot::Snapshots;
 use crate::spec::HostFacts;
 use crate::stats::{CgroupLayout, CpuSampler};
 use crate::store::Store;
+
+pub use streaming::RuntimeBackend;
 
 /// Where the service keeps things.
 #[derive(Clone, Debug)]
