@@ -10,6 +10,7 @@ scripts/deps.sh
 echo "== format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+conformance/streamclient/build.sh  # client-go streaming client for cri-shim/tests/streaming.rs
 echo "== unit and integration tests (hull)"
 cargo test --workspace
 echo "== integration tests against runc (reference)"

@@ -2,7 +2,7 @@
 //! containerd's `hosts.toml`.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -46,6 +46,32 @@ pub struct Config {
     /// Pod networking.
     #[serde(default)]
     pub cni: CniConfig,
+    /// The streaming server behind Exec, Attach and PortForward.
+    #[serde(default)]
+    pub streaming: StreamingConfig,
+}
+
+/// Where the streaming server listens.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamingConfig {
+    /// `ip:port`; port 0 takes any free port. The URLs the RPCs return name the address
+    /// actually bound (loopback for a wildcard address). Loopback by default: the streams
+    /// carry no authentication beyond their one-time tokens.
+    #[serde(default = "default_streaming_address")]
+    pub address: SocketAddr,
+}
+
+impl Default for StreamingConfig {
+    fn default() -> Self {
+        Self {
+            address: default_streaming_address(),
+        }
+    }
+}
+
+fn default_streaming_address() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
 /// One RuntimeClass handler: a runc-compatible OCI runtime binary.
@@ -369,6 +395,16 @@ mod tests {
             assert!(msg.contains(want), "{body}: {msg}");
             assert!(msg.contains("[registries.\"r:1\"]") && msg.contains("/etc/hull/cri.toml"));
         }
+    }
+
+    #[test]
+    fn streaming_address_defaults_to_any_loopback_port() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.streaming.address, "127.0.0.1:0".parse().unwrap());
+        let c = Config::parse("[streaming]\naddress = \"0.0.0.0:10010\"\n").unwrap();
+        assert_eq!(c.streaming.address.port(), 10010);
+        assert!(Config::parse("[streaming]\naddress = \"localhost\"\n").is_err());
+        assert!(Config::parse("[streaming]\nport = 1\n").is_err());
     }
 
     #[test]

@@ -6,8 +6,16 @@
 //! [`Backend`], so it can be tested against a fake backend and the real Go clients.
 
 pub mod backend;
+pub mod portforward;
+pub mod remotecommand;
+pub mod server;
+pub mod spdy;
+pub mod tokens;
+pub mod websocket;
 
 pub use backend::{
     AttachRequest, Backend, BackendError, BoxFuture, BoxRead, BoxWrite, ExecRequest, Session,
     TermSize,
 };
+pub use server::{serve, StreamUrls};
+pub use tokens::{StreamRequest, TokenError, Tokens};

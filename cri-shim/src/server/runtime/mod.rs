@@ -86,6 +86,8 @@ pub struct Runtime {
 #[derive(Clone)]
 pub struct RuntimeServer {
     rt: Arc<Runtime>,
+    /// Issues the Exec/Attach/PortForward URLs; `None` until a streaming server runs.
+    streaming: Option<Arc<crate::stream::StreamUrls>>,
 }
 
 impl RuntimeServer {
@@ -110,7 +112,17 @@ impl RuntimeServer {
             host: HostFacts::detect(),
         });
         rt.recover().await?;
-        Ok(Self { rt })
+        Ok(Self {
+            rt,
+            streaming: None,
+        })
+    }
+
+    /// Serves Exec, Attach and PortForward with URLs from `urls`, whose server must be
+    /// running (`crate::stream::serve`); without it those RPCs answer UNAVAILABLE.
+    pub fn with_streaming(mut self, urls: Arc<crate::stream::StreamUrls>) -> Self {
+        self.streaming = Some(urls);
+        self
     }
 
     /// Diff ids of the layers live containers use, which snapshot GC must keep.

@@ -10,6 +10,8 @@ use tonic::{Request, Response, Status};
 use super::RuntimeServer;
 use crate::api::runtime_service_server::RuntimeService;
 use crate::api::*;
+use crate::records::CtrState;
+use crate::stream::{self, StreamRequest, TokenError};
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 type Rpc<T> = Result<Response<T>, Status>;
@@ -18,6 +20,91 @@ fn unimplemented(rpc: &str, issue: u32) -> Status {
     Status::unimplemented(format!(
         "RuntimeService/{rpc} is not implemented in hull-cri yet (tracked by issue {issue})"
     ))
+}
+
+impl RuntimeServer {
+    fn stream_urls(&self) -> Result<&crate::stream::StreamUrls, Status> {
+        self.streaming
+            .as_deref()
+            .ok_or_else(|| Status::unavailable("the streaming server of hull-cri is not running"))
+    }
+
+    /// The full id of a running container.
+    fn running_ctr(&self, given: &str, rpc: &str) -> Result<String, Status> {
+        let id = self.rt.ctr_id(given)?;
+        if self.rt.refreshed(&id)?.rec.state != CtrState::Running {
+            return Err(Status::failed_precondition(format!(
+                "{rpc}: container {id} is not running"
+            )));
+        }
+        Ok(id)
+    }
+}
+
+/// kubelet's rules for streams: some stdio, and no stderr beside a terminal (its output is
+/// one stream).
+fn check_stdio(
+    rpc: &str,
+    tty: bool,
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+) -> Result<(), Status> {
+    if tty && stderr {
+        return Err(Status::invalid_argument(format!(
+            "{rpc}: tty and stderr cannot both be true"
+        )));
+    }
+    if !(stdin || stdout || stderr) {
+        return Err(Status::invalid_argument(format!(
+            "{rpc}: one of stdin, stdout or stderr must be set"
+        )));
+    }
+    Ok(())
+}
+
+fn exec_request(r: ExecRequest) -> Result<stream::ExecRequest, Status> {
+    if r.cmd.is_empty() || r.cmd[0].is_empty() {
+        return Err(Status::invalid_argument("Exec: cmd is required"));
+    }
+    check_stdio("Exec", r.tty, r.stdin, r.stdout, r.stderr)?;
+    Ok(stream::ExecRequest {
+        container_id: r.container_id,
+        cmd: r.cmd,
+        tty: r.tty,
+        stdin: r.stdin,
+        stdout: r.stdout,
+        stderr: r.stderr,
+    })
+}
+
+fn attach_request(r: AttachRequest) -> Result<stream::AttachRequest, Status> {
+    check_stdio("Attach", r.tty, r.stdin, r.stdout, r.stderr)?;
+    Ok(stream::AttachRequest {
+        container_id: r.container_id,
+        tty: r.tty,
+        stdin: r.stdin,
+        stdout: r.stdout,
+        stderr: r.stderr,
+    })
+}
+
+/// The ports are advisory (the client names each port on its streams), but must be ports.
+fn check_ports(ports: &[i32]) -> Result<(), Status> {
+    match ports.iter().find(|p| !(1..=65535).contains(*p)) {
+        Some(p) => Err(Status::invalid_argument(format!(
+            "PortForward: port {p} is not in 1..65535"
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn token_status(e: TokenError) -> Status {
+    let code = match e {
+        TokenError::TooMany => tonic::Code::ResourceExhausted,
+        TokenError::Random(_) => tonic::Code::Internal,
+    };
+    Status::new(code, e.to_string())
 }
 
 #[tonic::async_trait]
@@ -205,16 +292,41 @@ impl RuntimeService for RuntimeServer {
         Ok(Response::new(self.rt.runtime_config()))
     }
 
-    async fn exec(&self, _req: Request<ExecRequest>) -> Rpc<ExecResponse> {
-        Err(unimplemented("Exec", 5))
+    async fn exec(&self, req: Request<ExecRequest>) -> Rpc<ExecResponse> {
+        let r = req.into_inner();
+        let urls = self.stream_urls()?;
+        let mut req = exec_request(r)?;
+        req.container_id = self.running_ctr(&req.container_id, "Exec")?;
+        let url = urls.issue(StreamRequest::Exec(req)).map_err(token_status)?;
+        Ok(Response::new(ExecResponse { url }))
     }
 
-    async fn attach(&self, _req: Request<AttachRequest>) -> Rpc<AttachResponse> {
-        Err(unimplemented("Attach", 5))
+    async fn attach(&self, req: Request<AttachRequest>) -> Rpc<AttachResponse> {
+        let r = req.into_inner();
+        let urls = self.stream_urls()?;
+        let mut req = attach_request(r)?;
+        req.container_id = self.running_ctr(&req.container_id, "Attach")?;
+        let url = urls
+            .issue(StreamRequest::Attach(req))
+            .map_err(token_status)?;
+        Ok(Response::new(AttachResponse { url }))
     }
 
-    async fn port_forward(&self, _req: Request<PortForwardRequest>) -> Rpc<PortForwardResponse> {
-        Err(unimplemented("PortForward", 5))
+    async fn port_forward(&self, req: Request<PortForwardRequest>) -> Rpc<PortForwardResponse> {
+        let r = req.into_inner();
+        let urls = self.stream_urls()?;
+        check_ports(&r.port)?;
+        let pod_id = self.rt.pod_id(&r.pod_sandbox_id)?;
+        let ready = self.rt.tables().pods.get(&pod_id).map(|p| p.rec.ready);
+        if ready != Some(true) {
+            return Err(Status::failed_precondition(format!(
+                "PortForward: pod sandbox {pod_id} is not ready"
+            )));
+        }
+        let url = urls
+            .issue(StreamRequest::PortForward { pod_id })
+            .map_err(token_status)?;
+        Ok(Response::new(PortForwardResponse { url }))
     }
 
     async fn checkpoint_container(
@@ -291,5 +403,55 @@ impl RuntimeService for RuntimeServer {
         _req: Request<StreamPodSandboxMetricsRequest>,
     ) -> Rpc<Self::StreamPodSandboxMetricsStream> {
         Err(unimplemented("StreamPodSandboxMetrics", 5))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exec(cmd: &[&str], tty: bool, stdin: bool, stdout: bool, stderr: bool) -> ExecRequest {
+        ExecRequest {
+            container_id: "c".into(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            tty,
+            stdin,
+            stdout,
+            stderr,
+        }
+    }
+
+    #[test]
+    fn exec_requests_are_checked_as_kubelet_does() {
+        let ok = exec_request(exec(&["ls"], true, true, true, false)).unwrap();
+        assert_eq!(
+            (ok.cmd, ok.tty, ok.stdin),
+            (vec!["ls".to_string()], true, true)
+        );
+        for bad in [
+            exec(&[], false, false, true, false),
+            exec(&[""], false, false, true, false),
+            exec(&["ls"], true, false, true, true),
+            exec(&["ls"], false, false, false, false),
+        ] {
+            let e = exec_request(bad).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        }
+    }
+
+    #[test]
+    fn attach_requests_and_ports_are_checked() {
+        let a = |tty, stderr| AttachRequest {
+            container_id: "c".into(),
+            stdin: false,
+            tty,
+            stdout: true,
+            stderr,
+        };
+        assert!(attach_request(a(false, true)).is_ok());
+        assert!(attach_request(a(true, true)).is_err());
+        assert!(check_ports(&[80, 65535]).is_ok());
+        assert!(check_ports(&[0]).is_err());
+        assert!(check_ports(&[65536]).is_err());
     }
 }
