@@ -14,6 +14,7 @@ mod pods;
 mod recover;
 mod service;
 mod stats;
+mod volumes;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
