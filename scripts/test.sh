@@ -23,6 +23,11 @@ conformance/runtime-tools.sh --runtime hull --only-pass-list conformance/runtime
     --hull "$PWD/target/debug/hull" --no-build
 echo "== hull-cri end to end: crictl (with recovery after kill -9) and a stock kubelet"
 conformance/cri-e2e.sh
+echo "== critest v1.37 beside containerd: every test containerd passes must pass on hull-cri"
+# About 3 minutes: hull-cri's run ~60 s, containerd's ~105 s, images and set-up the rest.
+conformance/tools.sh critest
+conformance/cni-setup.sh
+conformance/critest-compare.sh --no-benchmark
 echo "== fuzzing smoke run (parsers of untrusted input)"
 scripts/fuzz.sh 15
 echo "== leftovers"
