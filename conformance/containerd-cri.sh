@@ -4,20 +4,25 @@
 # to tell a test's fault from hull-cri's. Registry mirrors send registry.k8s.io, k8s.gcr.io,
 # gcr.io and docker.io to the local registry (registry.sh), paths kept, as hull-cri does.
 # Usage: containerd-cri.sh start|stop|status [--dir DIR] [--registry 127.0.0.1:5000]
+#                          [--cni-conf-dir DIR]
 #   DIR (default /tmp/hull-containerd-cri) holds config.toml, root/, state/, the CNI config
 #   (net.d/: bridge "hullref0", 10.77.0.0/24, portmap), the mirrors (certs.d/), containerd.log
 #   and the socket DIR/containerd.sock. stop stops containerd and every pod it runs.
+#   --cni-conf-dir  use this CNI config directory instead of DIR/net.d (critest-compare.sh
+#                   gives containerd hull-cri's /etc/cni/net.d, so both run the same network)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 dir=/tmp/hull-containerd-cri
 registry=127.0.0.1:5000
+cni_conf_dir=
 cmd=${1:-}
 [ $# -gt 0 ] && shift
 while [ $# -gt 0 ]; do
     case $1 in
         --dir) dir=${2:?}; shift 2 ;;
         --registry) registry=${2:?}; shift 2 ;;
+        --cni-conf-dir) cni_conf_dir=${2:?}; shift 2 ;;
         *) echo "containerd-cri.sh: unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -54,7 +59,7 @@ state = "$dir/state"
   restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
-    conf_dir = "$dir/net.d"
+    conf_dir = "${cni_conf_dir:-$dir/net.d}"
   [plugins."io.containerd.grpc.v1.cri".registry]
     config_path = "$dir/certs.d"
   [plugins."io.containerd.grpc.v1.cri".containerd]
@@ -115,7 +120,7 @@ stop() {
     fi
     rm -f "$pidfile"
     # Snapshots stay mounted under root/ after a kill; unmount so the directory can go.
-    grep -o " $dir/[^ ]*" /proc/self/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+    { grep -o " $dir/[^ ]*" /proc/self/mounts || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
 }
 
 case $cmd in

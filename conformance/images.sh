@@ -44,7 +44,7 @@ done
 log() { echo "images.sh: $*" >&2; }
 die() { log "$*"; exit 1; }
 
-for tool in skopeo jq curl gcc tar gzip sha256sum busybox nginx ldd pgrep ipcs; do
+for tool in skopeo jq curl gcc tar gzip sha256sum apt-get dpkg-deb nginx ldd pgrep ipcs; do
     command -v "$tool" >/dev/null || die "$tool is required (scripts/deps.sh)"
 done
 if [ -n "$checker" ]; then
@@ -85,21 +85,42 @@ make_layer() { # name
 
 new_root() { rm -rf "${stage:?}/$1"; mkdir -p "$stage/$1"; echo "$stage/$1"; }
 
-# busybox-static with one hard link per applet at its usual path, and the users the tests name.
+# Debian's dynamically linked busybox (package `busybox`, extracted, not installed: it
+# conflicts with busybox-static), cached in $work/debs. Prints the binary's path.
+busybox_dynamic() {
+    local debs=$work/debs deb
+    mkdir -p "$debs"
+    deb=$(ls "$debs"/busybox_*.deb 2>/dev/null | head -n1 || true)
+    if [ -z "$deb" ]; then
+        (cd "$debs" && apt-get download busybox >&2) || die "apt-get download busybox failed"
+        deb=$(ls "$debs"/busybox_*.deb | head -n1)
+    fi
+    rm -rf "$debs/x" && dpkg-deb -x "$deb" "$debs/x" || die "dpkg-deb -x $deb failed"
+    [ -x "$debs/x/bin/busybox" ] || die "$deb has no bin/busybox"
+    echo "$debs/x/bin/busybox"
+}
+
+# busybox with one hard link per applet at its usual path, and the users the tests name.
+# Debian's dynamic busybox, not busybox-static: the static build runs applets inside the
+# shell (FEATURE_SH_STANDALONE), so `sh -c ls` would not exec /bin/ls, and critest's
+# MaskedPaths test (which masks /bin/ls and expects "/bin/sh: ls: Permission denied")
+# would see ls succeed. The upstream busybox image execs /bin/ls like this one does.
 layer_base() {
-    local r
+    local r bb
     r=$(new_root base)
     mkdir -p "$r"/{bin,sbin,usr/bin,usr/sbin,etc,root,home,tmp,var/run,var/log,var/tmp,proc,sys,dev,run}
     chmod 1777 "$r/tmp" "$r/var/tmp"
     chmod 0700 "$r/root"
-    cp "$(readlink -f "$(command -v busybox)")" "$r/bin/busybox"
+    bb=$(busybox_dynamic)
+    cp "$bb" "$r/bin/busybox"
+    copy_libs "$r" "$bb"
     # Hard links, as busybox images have: critest masks /bin/ls, and masking a symlink to
     # /bin/busybox would mask the shell too.
     local applet
     while read -r applet; do
         [ "$applet" = bin/busybox ] || ln -f "$r/bin/busybox" "$r/$applet"
-    done < <(busybox --list-full)
-    # Debian's busybox-static has no pgrep or ipcs applet, which critest calls ("execSync
+    done < <("$bb" --list-full)
+    # Debian's busybox builds have no pgrep or ipcs applet, which critest calls ("execSync
     # with timeout", HostIpc): procps' and util-linux's, with their libraries.
     copy_with_libs "$r" "$(command -v pgrep)"
     copy_with_libs "$r" "$(command -v ipcs)"
@@ -122,9 +143,14 @@ EOF
 
 # Copies a dynamically linked program and every library ldd lists, at the same paths.
 copy_with_libs() { # root program
+    mkdir -p "$1$(dirname "$2")"
+    cp "$2" "$1$2"
+    copy_libs "$1" "$2"
+}
+
+# Copies every library ldd lists for a program, at the same paths.
+copy_libs() { # root program
     local r=$1 prog=$2 lib
-    mkdir -p "$r$(dirname "$prog")"
-    cp "$prog" "$r$prog"
     for lib in $(ldd "$prog" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'); do
         mkdir -p "$r$(dirname "$lib")"
         cp -L "$lib" "$r$lib"

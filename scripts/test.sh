@@ -10,7 +10,7 @@ scripts/deps.sh
 echo "== format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
-conformance/streamclient/build.sh  # client-go streaming client for cri-shim/tests/streaming.rs
+conformance/streamclient/build.sh  # client-go streaming client for cri-shim/tests/stream_protocols.rs
 echo "== unit and integration tests (hull)"
 cargo test --workspace
 echo "== integration tests against runc (reference)"
@@ -24,6 +24,11 @@ conformance/runtime-tools.sh --runtime hull --only-pass-list conformance/runtime
     --hull "$PWD/target/debug/hull" --no-build
 echo "== hull-cri end to end: crictl (with recovery after kill -9) and a stock kubelet"
 conformance/cri-e2e.sh
+echo "== critest v1.37 beside containerd: every test containerd passes must pass on hull-cri"
+# About 3 minutes: hull-cri's run ~60 s, containerd's ~105 s, images and set-up the rest.
+conformance/tools.sh critest
+conformance/cni-setup.sh
+conformance/critest-compare.sh --no-benchmark
 echo "== fuzzing smoke run (parsers of untrusted input)"
 scripts/fuzz.sh 15
 echo "== leftovers"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the Go streaming client (client-go's remotecommand and portforward) that
-# cri-shim/tests/streaming.rs drives hull-cri's streaming server with, into
+# cri-shim/tests/stream_protocols.rs drives hull-cri's streaming server with, into
 # conformance/work/bin/streamclient.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"

@@ -348,18 +348,59 @@ fn mount_prepared(lowers: &[PathBuf], dir: &Path, api: MountApi) -> Result<PathB
         fs::create_dir(&empty).map_err(io_err("create", &empty))?;
         lowers.push(empty);
     }
-    if api == MountApi::Auto && mount_new(&lowers, &upper, &work, &rootfs)? {
+    let rw = Some((upper.as_path(), work.as_path()));
+    if api == MountApi::Auto && mount_new(&lowers, rw, &rootfs)? {
         return Ok(rootfs);
     }
-    mount_classic(&lowers, &upper, &work, &rootfs)?;
+    mount_classic(&lowers, rw, &rootfs)?;
+    Ok(rootfs)
+}
+
+/// Mounts a read-only overlayfs at `dir/rootfs` over `lowers` (top-most first) and returns
+/// `dir/rootfs`: an image volume. Without an upper dir overlayfs is read-only by
+/// construction and needs two lower dirs, so empty ones pad a shorter list. On failure the
+/// directories it created are removed. [`unmount_rootfs`] undoes it.
+pub fn mount_volume(lowers: &[PathBuf], dir: &Path) -> Result<PathBuf, SnapshotError> {
+    let created = !dir.exists();
+    let result = mount_volume_prepared(lowers, dir);
+    if result.is_err() {
+        if created {
+            let _ = fs::remove_dir_all(dir); // the mount error is the one to report
+        } else {
+            for sub in ["rootfs", "pad0", "pad1"] {
+                let _ = fs::remove_dir_all(dir.join(sub));
+            }
+        }
+    }
+    result
+}
+
+fn mount_volume_prepared(lowers: &[PathBuf], dir: &Path) -> Result<PathBuf, SnapshotError> {
+    let rootfs = dir.join("rootfs");
+    fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+    fs::create_dir(&rootfs).map_err(io_err("create", &rootfs))?;
+    let mut lowers = lowers.to_vec();
+    // Two distinct directories: overlayfs refuses one directory named twice (ELOOP).
+    for pad in ["pad0", "pad1"]
+        .iter()
+        .take(2usize.saturating_sub(lowers.len()))
+    {
+        let empty = dir.join(pad);
+        fs::create_dir(&empty).map_err(io_err("create", &empty))?;
+        lowers.push(empty);
+    }
+    if mount_new(&lowers, None, &rootfs)? {
+        return Ok(rootfs);
+    }
+    mount_classic(&lowers, None, &rootfs)?;
     Ok(rootfs)
 }
 
 /// The new mount API. Ok(false) when the kernel lacks it or `lowerdir+` (before 6.8).
+/// `rw` holds the upper and work dirs; without them the overlay is read-only.
 fn mount_new(
     lowers: &[PathBuf],
-    upper: &Path,
-    work: &Path,
+    rw: Option<(&Path, &Path)>,
     target: &Path,
 ) -> Result<bool, SnapshotError> {
     let fail = |op, fs: Option<&OwnedFd>, source| SnapshotError::Mount {
@@ -380,10 +421,12 @@ fn mount_new(
             Err(e) => return Err(fail("lowerdir+", Some(&fs), e)),
         }
     }
-    sys::fsconfig_string(fs.as_fd(), c"upperdir", &cpath(upper))
-        .map_err(|e| fail("upperdir", Some(&fs), e))?;
-    sys::fsconfig_string(fs.as_fd(), c"workdir", &cpath(work))
-        .map_err(|e| fail("workdir", Some(&fs), e))?;
+    if let Some((upper, work)) = rw {
+        sys::fsconfig_string(fs.as_fd(), c"upperdir", &cpath(upper))
+            .map_err(|e| fail("upperdir", Some(&fs), e))?;
+        sys::fsconfig_string(fs.as_fd(), c"workdir", &cpath(work))
+            .map_err(|e| fail("workdir", Some(&fs), e))?;
+    }
     sys::fsconfig_create(fs.as_fd()).map_err(|e| fail("create", Some(&fs), e))?;
     let mnt = sys::fsmount(fs.as_fd()).map_err(|e| fail("fsmount", Some(&fs), e))?;
     sys::move_mount(mnt.as_fd(), &cpath(target)).map_err(|e| fail("move_mount", None, e))?;
@@ -412,11 +455,11 @@ fn fs_log(fs: &OwnedFd) -> String {
 
 fn mount_classic(
     lowers: &[PathBuf],
-    upper: &Path,
-    work: &Path,
+    rw: Option<(&Path, &Path)>,
     target: &Path,
 ) -> Result<(), SnapshotError> {
-    for p in lowers.iter().map(PathBuf::as_path).chain([upper, work]) {
+    let rw_dirs = rw.map(|(u, w)| [u, w]).into_iter().flatten();
+    for p in lowers.iter().map(PathBuf::as_path).chain(rw_dirs) {
         if p.as_os_str().as_bytes().iter().any(|b| b",:\\".contains(b)) {
             return Err(SnapshotError::MountPath {
                 target: target.to_path_buf(),
@@ -424,12 +467,13 @@ fn mount_classic(
             });
         }
     }
-    let data = |lower: String| {
-        format!(
+    let data = |lower: String| match rw {
+        Some((upper, work)) => format!(
             "lowerdir={lower},upperdir={},workdir={}",
             upper.display(),
             work.display()
-        )
+        ),
+        None => format!("lowerdir={lower}"),
     };
     let joined = |it: Vec<String>| it.join(":");
     let mut opts = data(joined(

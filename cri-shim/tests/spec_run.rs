@@ -202,6 +202,7 @@ fn the_spec_runs_under_hull() -> Result<()> {
         rootfs: &rootfs,
         cgroups_path: &cgroups_path,
         target_pid: &no_target,
+        image_volumes: &std::collections::HashMap::new(),
     };
     let spec = container_spec(&pod, &ctr, &HostFacts::detect())?;
     let bundle = tmp.path().join("bundle");

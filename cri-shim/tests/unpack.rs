@@ -12,7 +12,8 @@ use std::time::Instant;
 use hull_cri::digest::Digest;
 use hull_cri::manifest::{Compression, ImageConfig};
 use hull_cri::snapshot::{
-    mount_rootfs, mount_rootfs_with, unmount_rootfs, MountApi, SnapshotError, Snapshots,
+    mount_rootfs, mount_rootfs_with, mount_volume, unmount_rootfs, MountApi, SnapshotError,
+    Snapshots,
 };
 use hull_cri::store::{ImageRecord, LayerRecord, Store};
 use hull_cri::unpack::{unpack_layer, UnpackError, UnpackOptions};
@@ -538,6 +539,43 @@ fn overlay_with_zero_one_and_many_layers() {
     let ctr = d.path().join("bad");
     assert!(mount_rootfs(&[d.path().join("missing")], &ctr).is_err());
     assert!(!ctr.exists());
+}
+
+#[test]
+fn image_volumes_are_read_only_overlays_of_any_layer_count() {
+    if skip() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let lowers: Vec<PathBuf> = (0..3)
+        .map(|i| {
+            let p = d.path().join(format!("layer-{i}"));
+            fs::create_dir_all(p.join("bin")).unwrap();
+            fs::write(p.join("same"), i.to_string()).unwrap();
+            fs::write(p.join(format!("bin/f{i}")), b"#!/bin/sh\n").unwrap();
+            p
+        })
+        .collect();
+    // Zero and one layer need padding (overlayfs wants two lower dirs without an upper).
+    for n in 0..=3 {
+        let vol = d.path().join(format!("vol-{n}"));
+        let root = mount_volume(&lowers[..n], &vol).unwrap_or_else(|e| panic!("{n} layers: {e}"));
+        assert_eq!(root, vol.join("rootfs"));
+        if n > 0 {
+            assert_eq!(fs::read_to_string(root.join("same")).unwrap(), "0");
+            assert!(root.join(format!("bin/f{}", n - 1)).exists());
+        }
+        let err = fs::write(root.join("new"), b"x").unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{n} layers: {err}");
+        unmount_rootfs(&vol).unwrap();
+        assert!(!vol.exists(), "{n} layers: {} left behind", vol.display());
+    }
+    // The layers themselves were not touched.
+    assert_eq!(fs::read_dir(&lowers[0]).unwrap().count(), 2);
+    // A failed mount leaves nothing.
+    let vol = d.path().join("bad");
+    assert!(mount_volume(&[d.path().join("missing")], &vol).is_err());
+    assert!(!vol.exists());
 }
 
 /// Not a correctness test: prints how fast a ~50 MB gzip layer unpacks. Run with

@@ -89,6 +89,9 @@ pub struct ContainerContext<'a> {
     /// Init pid of a running container of the pod, by container id, for the PID
     /// namespace mode TARGET; `None` when there is no such running container.
     pub target_pid: &'a dyn Fn(&str) -> Option<u32>,
+    /// For each request mount with an `image` (by its index in `config.mounts`), the host
+    /// directory the caller mounted read-only for it: the image's root or its sub path.
+    pub image_volumes: &'a HashMap<usize, PathBuf>,
 }
 
 /// Why a request cannot be turned into a spec. Each names the request field
@@ -214,7 +217,7 @@ pub fn container_spec(
     let (devices, device_rules) = devices::build(ctr.config, sc.privileged, host)?;
     let res = ctr.config.linux.as_ref().and_then(|l| l.resources.as_ref());
     let resources = resources::fit_hugepages(resources::build(res, device_rules)?, host)?;
-    let mounts = mounts::build(pod, ctr.config, sc, &modes, host)?;
+    let mounts = mounts::build(pod, ctr.config, sc, &modes, host, ctr.image_volumes)?;
     let (masked, readonly) = security::masked_and_readonly(sc);
     let mut linux = LinuxBuilder::default()
         .namespaces(namespaces::build(pod, &modes, sc, host, ctr.target_pid)?)

@@ -1,5 +1,6 @@
 //! `mounts`: the standard filesystems, the pod's files, and the request's bind mounts.
 
+use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 
 use oci_spec::runtime::{Mount, MountBuilder};
@@ -111,6 +112,7 @@ fn user_mount(
     i: usize,
     m: &api::Mount,
     host: &HostFacts,
+    volumes: &HashMap<usize, PathBuf>,
 ) -> Result<(Mount, &'static str), SpecError> {
     let f = |name: &str| format!("mounts[{i}].{name}");
     if !m.container_path.starts_with('/') || m.container_path.contains('\0') {
@@ -121,7 +123,7 @@ fn user_mount(
         ));
     }
     if m.image.is_some() {
-        return Err(SpecError::unsupported(f("image"), "an image volume"));
+        return image_volume(i, m, volumes);
     }
     if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
         return Err(SpecError::unsupported(
@@ -178,19 +180,67 @@ fn user_mount(
     Ok((bind(&m.container_path, &src, option, m.readonly)?, option))
 }
 
+/// An image volume (`mounts[i].image`): a private read-only bind of the directory the
+/// caller mounted for it (the image's read-only root, or its `image_sub_path`).
+fn image_volume(
+    i: usize,
+    m: &api::Mount,
+    volumes: &HashMap<usize, PathBuf>,
+) -> Result<(Mount, &'static str), SpecError> {
+    let f = |name: &str| format!("mounts[{i}].{name}");
+    // The CRI defines image volumes as read-only; a writable one is a caller's mistake,
+    // not something to quietly downgrade.
+    if !m.readonly {
+        return Err(SpecError::invalid(
+            f("readonly"),
+            false,
+            "an image volume is read-only: set readonly",
+        ));
+    }
+    if !m.host_path.is_empty() {
+        return Err(SpecError::invalid(
+            f("host_path"),
+            &m.host_path,
+            "must be empty for an image volume",
+        ));
+    }
+    if m.propagation != MountPropagation::PropagationPrivate as i32 {
+        return Err(SpecError::invalid(
+            f("propagation"),
+            m.propagation,
+            "an image volume is private (PROPAGATION_PRIVATE)",
+        ));
+    }
+    if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
+        return Err(SpecError::unsupported(
+            f("uidMappings"),
+            "an id-mapped mount",
+        ));
+    }
+    if m.recursive_read_only {
+        return Err(SpecError::unsupported(f("recursive_read_only"), true));
+    }
+    let src = volumes
+        .get(&i)
+        .ok_or_else(|| SpecError::invalid(f("image"), i, "no image volume was mounted for it"))?;
+    Ok((bind(&m.container_path, src, "rprivate", true)?, "rprivate"))
+}
+
 /// Builds `mounts`. A request mount replaces a standard or pod mount at the same
 /// destination; a request mount of `/dev` also replaces the standard ones under it.
+/// `volumes` holds, by request mount index, the host directories of image volumes.
 pub fn build(
     pod: &PodContext,
     cfg: &api::ContainerConfig,
     sc: &api::LinuxContainerSecurityContext,
     modes: &Modes,
     host: &HostFacts,
+    volumes: &HashMap<usize, PathBuf>,
 ) -> Result<Mounts, SpecError> {
     let mut user = Vec::new();
     let mut rootfs_propagation = None;
     for (i, m) in cfg.mounts.iter().enumerate() {
-        let (mount, prop) = user_mount(i, m, host)?;
+        let (mount, prop) = user_mount(i, m, host, volumes)?;
         match prop {
             "rshared" => rootfs_propagation = Some("rshared".to_string()),
             "rslave" if rootfs_propagation.is_none() => {
@@ -245,6 +295,16 @@ mod tests {
         sc: &api::LinuxContainerSecurityContext,
         info: &str,
     ) -> Result<Out, SpecError> {
+        run_with(files, mounts, sc, info, &HashMap::new())
+    }
+
+    fn run_with(
+        files: PodFiles,
+        mounts: Vec<api::Mount>,
+        sc: &api::LinuxContainerSecurityContext,
+        info: &str,
+        volumes: &HashMap<usize, PathBuf>,
+    ) -> Result<Out, SpecError> {
         let cfg = pod_config();
         let pod = PodContext {
             id: "p",
@@ -260,7 +320,7 @@ mod tests {
             mounts,
             ..Default::default()
         };
-        let m = build(&pod, &c, sc, &modes(sc)?, &h)?;
+        let m = build(&pod, &c, sc, &modes(sc)?, &h, volumes)?;
         let list = m
             .mounts
             .iter()
@@ -488,5 +548,73 @@ mod tests {
         let o = run(PodFiles::default(), bi(), &sc, shared).unwrap();
         assert!(find(&o, "/m").unwrap().contains("rshared"));
         assert_eq!(o.prop.as_deref(), Some("rshared"));
+    }
+
+    fn image_mount(dest: &str) -> api::Mount {
+        api::Mount {
+            container_path: dest.into(),
+            readonly: true,
+            image: Some(api::ImageSpec {
+                image: "sha256:aa".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn image_volumes_bind_the_prepared_directory_read_only() {
+        let sc = api::LinuxContainerSecurityContext::default();
+        let volumes = HashMap::from([(1, PathBuf::from("/state/c1/volumes/1/rootfs/etc"))]);
+        let mounts = vec![
+            um(
+                Path::new("/tmp"),
+                "/data",
+                false,
+                MountPropagation::PropagationPrivate,
+            ),
+            image_mount("/mnt/image"),
+        ];
+        let o = run_with(PodFiles::default(), mounts, &sc, "", &volumes).unwrap();
+        assert_eq!(
+            find(&o, "/mnt/image").unwrap(),
+            "/mnt/image bind /state/c1/volumes/1/rootfs/etc rbind,rprivate,ro"
+        );
+        // A volume the caller did not prepare is an error, never an empty bind.
+        let e = run_with(
+            PodFiles::default(),
+            vec![image_mount("/m")],
+            &sc,
+            "",
+            &volumes,
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(e.contains("mounts[0].image"), "{e}");
+    }
+
+    #[test]
+    fn image_volumes_refuse_writable_host_path_and_propagation() {
+        let sc = api::LinuxContainerSecurityContext::default();
+        let volumes = HashMap::from([(0, PathBuf::from("/v"))]);
+        let err = |m: api::Mount| {
+            run_with(PodFiles::default(), vec![m], &sc, "", &volumes)
+                .err()
+                .unwrap()
+                .to_string()
+        };
+        let mut rw = image_mount("/m");
+        rw.readonly = false;
+        assert!(err(rw).contains("mounts[0].readonly"));
+        let mut hp = image_mount("/m");
+        hp.host_path = "/etc".into();
+        assert!(err(hp).contains("mounts[0].host_path"));
+        let mut prop = image_mount("/m");
+        prop.propagation = MountPropagation::PropagationBidirectional as i32;
+        assert!(err(prop).contains("mounts[0].propagation"));
+        let mut rro = image_mount("/m");
+        rro.recursive_read_only = true;
+        assert!(err(rro).contains("mounts[0].recursive_read_only"));
     }
 }

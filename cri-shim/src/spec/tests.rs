@@ -47,6 +47,7 @@ fn make(cfg: &api::ContainerConfig, rootfs: &Path, h: &HostFacts) -> Result<Spec
         rootfs,
         cgroups_path: "/kubepods/p1/c1",
         target_pid: &no_target,
+        image_volumes: &std::collections::HashMap::new(),
     };
     container_spec(&pod, &ctr, h)
 }

@@ -1,6 +1,7 @@
 //! The container's OCI spec from the pod, the request and the image.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Spec;
 use tonic::{Code, Status};
@@ -14,13 +15,15 @@ use crate::spec::{self, ContainerContext, PodContext, PodFiles, PodNamespaces};
 
 impl Runtime {
     /// The spec of `ctr` in `pod`: pinned pod namespaces are joined by path, and the pod's
-    /// hostname, resolv.conf, hosts and /dev/shm are bound in.
+    /// hostname, resolv.conf, hosts and /dev/shm are bound in, and the image volumes mounted
+    /// at `image_volumes` (by request mount index).
     pub(super) fn spec_for(
         &self,
         pod: &Pod,
         ctr: &Ctr,
         image: &ImageConfig,
         rootfs: &Path,
+        image_volumes: &HashMap<usize, PathBuf>,
     ) -> Result<Spec, Status> {
         let id = &pod.rec.id;
         let run = self.paths.pod_run_dir(id);
@@ -61,6 +64,7 @@ impl Runtime {
             rootfs,
             cgroups_path: &ctr.rec.cgroups_path,
             target_pid: &target_pid,
+            image_volumes,
         };
         spec::container_spec(&pod_ctx, &ctr_ctx, &self.host)
             .map_err(|e| status(Code::InvalidArgument, "CreateContainer", &e))

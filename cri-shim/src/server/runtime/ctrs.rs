@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tonic::{Code, Status};
 
+use super::volumes::{unmount_image_volumes, ImageVolume};
 use super::{internal, now_ns, remove_dir, status, Runtime};
 use crate::api::{ContainerConfig, ContainerMetadata, PodSandboxMetadata};
 use crate::monitor::{ExitRecord, Report};
@@ -32,7 +33,7 @@ impl Runtime {
         config: Option<ContainerConfig>,
     ) -> Result<String, Status> {
         let pod_id = self.pod_id(pod_id)?;
-        let config =
+        let mut config =
             config.ok_or_else(|| Status::invalid_argument("container config is required"))?;
         let meta = config
             .metadata
@@ -65,6 +66,14 @@ impl Runtime {
         let image = self.store.resolve(&image_name).ok_or_else(|| {
             Status::not_found(format!("image {image_name:?} not found: pull it first"))
         })?;
+        let volumes = self.resolve_image_volumes(&mut config)?;
+        let mut diff_ids: Vec<_> = image.layers.iter().map(|l| l.diff_id.clone()).collect();
+        // The volumes' layers too: GC keeps what records name while the container exists.
+        for l in volumes.iter().flat_map(|v| &v.image.layers) {
+            if !diff_ids.contains(&l.diff_id) {
+                diff_ids.push(l.diff_id.clone());
+            }
+        }
         let id = records::new_id().map_err(|e| internal("container id", &e))?;
         let name = ctr_name(&meta, &pod.config.metadata.clone().unwrap_or_default());
         self.reserve(&name, &id)?;
@@ -77,7 +86,7 @@ impl Runtime {
                 pod_id: pod_id.clone(),
                 image_name,
                 image_id: image.id(),
-                diff_ids: image.layers.iter().map(|l| l.diff_id.clone()).collect(),
+                diff_ids,
                 created_at_ns: now_ns(),
                 cgroups_path: format!(
                     "{}/hull-cri-{id}",
@@ -89,7 +98,7 @@ impl Runtime {
         };
         // Keeps GC (after a concurrent RemoveImage) off the layers until the record exists.
         let _pins = self.snapshots.pin(ctr.rec.diff_ids.clone());
-        match self.set_up_ctr(&pod, &mut ctr, &image).await {
+        match self.set_up_ctr(&pod, &mut ctr, &image, &volumes).await {
             Ok(()) => {
                 tracing::info!(container = %id, pod = %pod_id, name = %name, "container created");
                 self.tables().ctrs.insert(id.clone(), ctr);
@@ -111,6 +120,7 @@ impl Runtime {
         pod: &Pod,
         ctr: &mut Ctr,
         image: &crate::store::ImageRecord,
+        volumes: &[ImageVolume],
     ) -> Result<(), Status> {
         let id = ctr.rec.id.clone();
         let dir = self.paths.ctr_dir(&id);
@@ -124,7 +134,8 @@ impl Runtime {
             .map_err(|e| internal("preparing the image's layers", &e))?;
         let rootfs = snapshot::mount_rootfs(&lowers, &dir.join("fs"))
             .map_err(|e| internal("mounting the container's rootfs", &e))?;
-        let spec = self.spec_for(pod, ctr, &image.config, &rootfs)?;
+        let volume_dirs = self.mount_image_volumes(&dir, &ctr.config, volumes)?;
+        let spec = self.spec_for(pod, ctr, &image.config, &rootfs, &volume_dirs)?;
         ctr.rec.user = spec.process().as_ref().map(|p| CtrUser {
             uid: p.user().uid(),
             gid: p.user().gid(),
@@ -330,6 +341,7 @@ impl Runtime {
                 .map_err(|e| internal(format_args!("deleting container {}", rec.id), &e))?;
         }
         let dir = self.paths.ctr_dir(&rec.id);
+        unmount_image_volumes(&dir)?;
         snapshot::unmount_rootfs(&dir.join("fs"))
             .map_err(|e| internal("unmounting the container's rootfs", &e))?;
         remove_dir(&dir)

@@ -15,6 +15,7 @@ mod recover;
 mod service;
 mod stats;
 mod streaming;
+mod volumes;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};

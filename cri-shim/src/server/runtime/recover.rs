@@ -19,6 +19,8 @@ impl Runtime {
         for dir in bad_pods.iter().chain(&bad_ctrs) {
             tracing::warn!(dir = %dir.display(), "removing the remains of an unfinished creation");
             if dir.starts_with(self.paths.root.join("containers")) {
+                // Volumes first: removing the directory must not walk into a mount.
+                super::volumes::unmount_image_volumes(dir)?;
                 let _ = crate::snapshot::unmount_rootfs(&dir.join("fs"));
             }
             remove_dir(dir)?;
