@@ -112,6 +112,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let runtime = RuntimeServer::new(paths, store.clone(), snapshots.clone(), handlers, cni)
         .await
         .map_err(|s| anyhow::anyhow!("recovering pods and containers: {}", s.message()))?;
+    let runtime = start_streaming(runtime, &config.streaming.address).await?;
     // Every snapshot neither an image nor a container names is garbage, including those of
     // pulls interrupted by a crash.
     let snapshots_collected = snapshots.gc(&store, &runtime.layers_in_use())?;
@@ -166,4 +167,23 @@ async fn shutdown() {
         _ = int.recv() => {}
     }
     tracing::info!("shutting down");
+}
+
+/// Starts the streaming server (Exec, Attach, PortForward URLs) and hands its URL issuer to
+/// the runtime service.
+async fn start_streaming(
+    runtime: RuntimeServer,
+    address: &std::net::SocketAddr,
+) -> anyhow::Result<RuntimeServer> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("binding the streaming server on {address}"))?;
+    let addr = listener.local_addr().context("streaming server address")?;
+    let tokens = std::sync::Arc::new(hull_cri::stream::Tokens::default());
+    let backend: std::sync::Arc<dyn hull_cri::stream::Backend> =
+        std::sync::Arc::new(hull_cri::server::RuntimeBackend::new(&runtime));
+    tokio::spawn(hull_cri::stream::serve(listener, tokens.clone(), backend));
+    tracing::info!(address = %addr, "streaming server");
+    let urls = hull_cri::stream::StreamUrls::new(addr, tokens);
+    Ok(runtime.with_streaming(std::sync::Arc::new(urls)))
 }
