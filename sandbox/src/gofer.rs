@@ -161,11 +161,11 @@ impl Server {
         let rel = path.strip_prefix(b"/").unwrap_or(path);
         let rel = if rel.is_empty() { &b"."[..] } else { rel };
         let c = CString::new(rel).map_err(|_| Errno::EINVAL)?;
-        let mut oflags = (libc::O_CLOEXEC | libc::O_NOCTTY) as u64;
-        oflags |= if flags & NOFOLLOW != 0 {
-            (libc::O_PATH | libc::O_NOFOLLOW) as u64
+        // openat2 refuses O_PATH with any flag but O_CLOEXEC, O_DIRECTORY and O_NOFOLLOW.
+        let oflags = if flags & NOFOLLOW != 0 {
+            (libc::O_CLOEXEC | libc::O_PATH | libc::O_NOFOLLOW) as u64
         } else {
-            (libc::O_RDONLY | libc::O_NONBLOCK) as u64
+            (libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_RDONLY | libc::O_NONBLOCK) as u64
         };
         let resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
         let raw = match sys::openat2(self.root.as_raw_fd(), &c, oflags, resolve) {

@@ -179,14 +179,21 @@ impl Tracee {
         r.r9 = args[5];
         r.rip = STUB_ADDR;
         self.set_regs(&r)?;
-        // Run to the syscall's entry stop, then to its exit stop: both are syscall stops,
-        // so no exception path is involved.
+        // Run to the injected call's entry stop, then to its exit stop. When the task sat
+        // at a SYSEMU entry stop, the skipped call first reports an exit stop (at the stub
+        // address, not after it), which is passed over.
         let mut child = None;
-        for _ in 0..2 {
+        let mut seen = 0;
+        while seen < 2 {
             ptrace::syscall(self.pid, None).map_err(perr("SYSCALL", self.pid))?;
             loop {
                 match waitpid(self.pid, Some(WaitPidFlag::__WALL)) {
-                    Ok(WaitStatus::PtraceSyscall(_)) => break,
+                    Ok(WaitStatus::PtraceSyscall(_)) => {
+                        if self.regs()?.rip == STUB_ADDR + 2 {
+                            seen += 1;
+                        }
+                        break;
+                    }
                     Ok(WaitStatus::PtraceEvent(pid, _, _)) => {
                         let msg = ptrace::getevent(pid).map_err(perr("GETEVENTMSG", pid))?;
                         let c = Tracee {

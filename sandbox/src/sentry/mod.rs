@@ -87,6 +87,8 @@ pub struct Kernel {
     init_exit: Option<Exit>,
     hostname: String,
     boot: Instant,
+    /// Log every syscall and its result (like `strace`), for debugging workloads.
+    pub strace: bool,
     /// Counts of syscalls served, by number (for `--stats`).
     pub counts: BTreeMap<i64, u64>,
 }
@@ -108,6 +110,7 @@ impl Kernel {
             hostname,
             boot: Instant::now(),
             counts: BTreeMap::new(),
+            strace: std::env::var_os("HULL_SANDBOX_STRACE").is_some(),
         }
     }
 

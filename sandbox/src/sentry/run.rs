@@ -1,6 +1,7 @@
 //! The event loop: starting init, turning ptrace stops into syscalls and signals, retrying
 //! parked calls, and waiting for the next event.
 
+use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Instant;
 
@@ -203,7 +204,27 @@ impl Kernel {
             deadline: None,
         };
         let r = syscalls::call(self, &mut ctx);
+        if self.strace {
+            self.trace(&ctx, &r);
+        }
         self.complete(ctx, r)
+    }
+
+    fn trace(&mut self, ctx: &Ctx, r: &Result<Sys, Errno>) {
+        let name = syscalls::name(ctx.args.nr);
+        let res = match r {
+            Ok(Sys::Ret(v)) => format!("{v:#x}"),
+            Ok(Sys::Regs) => "(regs)".into(),
+            Ok(Sys::Block(_)) => "(blocked)".into(),
+            Ok(Sys::Gone) => "(gone)".into(),
+            Err(e) => format!("-{e}"),
+        };
+        let a = ctx.args.a;
+        let _ = writeln!(
+            self.log,
+            "[{}] {name}({:#x}, {:#x}, {:#x}, {:#x}) = {res}",
+            ctx.tid, a[0], a[1], a[2], a[3]
+        );
     }
 
     /// Applies a syscall's outcome: write the result and resume, park the task, or nothing

@@ -472,3 +472,33 @@ pub fn ppoll(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
     };
     do_poll(k, ctx, a[0], a[1], t)
 }
+
+pub fn sendfile(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
+    let [out_fd, in_fd, off_ptr, count, ..] = ctx.args.a;
+    let p = k.proc_of(ctx.tid)?;
+    let (src, dst) = (p.fds.file(in_fd as i32)?, p.fds.file(out_fd as i32)?);
+    let h = hpid(k, ctx)?;
+    let at = if off_ptr != 0 { Some(mem::read_u64(h, off_ptr)?) } else { None };
+    let data = match read_file(&src, (count as usize).min(MAX_IO), at)? {
+        Io::Done(d) => d,
+        Io::Block(w) => return Ok(Sys::Block(w)),
+    };
+    if data.is_empty() {
+        return ok(0);
+    }
+    // A partial write keeps the unsent bytes unread in the source, as Linux does.
+    let n = match write_file(&dst, &data, None)? {
+        Io::Done(n) => n,
+        Io::Block(w) => {
+            if at.is_none() {
+                src.borrow_mut().offset -= data.len() as u64;
+            }
+            return Ok(Sys::Block(w));
+        }
+    };
+    match at {
+        Some(o) => mem::write(h, off_ptr, &(o + n as u64).to_le_bytes())?,
+        None => src.borrow_mut().offset -= (data.len() - n) as u64,
+    }
+    ok(n)
+}

@@ -221,7 +221,8 @@ pub fn brk(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
     if new_top > old_top {
         let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE) as u64;
         let prot = (libc::PROT_READ | libc::PROT_WRITE) as u64;
-        if stub(&t, libc::SYS_mmap, [old_top, new_top - old_top, prot, flags, u64::MAX, 0]).is_err() {
+        let r = stub(&t, libc::SYS_mmap, [old_top, new_top - old_top, prot, flags, u64::MAX, 0]);
+        if r.is_err() {
             return ok(b.cur as i64);
         }
     } else if new_top < old_top {

@@ -82,6 +82,7 @@ table! {
     SYS_pread64 => io::pread, Full;
     SYS_pwrite64 => io::pwrite, Full;
     SYS_lseek => io::lseek, Full;
+    SYS_sendfile => io::sendfile, Partial("pipes as the source consume what they read");
     SYS_open => fs::open, Full;
     SYS_openat => fs::openat, Partial("O_TMPFILE: EOPNOTSUPP");
     SYS_close => fs::close, Full;
@@ -207,8 +208,16 @@ fn lookup(nr: i64) -> Option<&'static Entry> {
     Some(&TABLE[i])
 }
 
+/// The name of syscall `nr`, for logs.
+pub fn name(nr: i64) -> String {
+    lookup(nr).map_or_else(|| format!("syscall_{nr}"), |e| e.name.trim_start_matches("SYS_").to_string())
+}
+
 /// Serves one syscall.
 pub fn call(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
+    if ctx.args.nr == proc::VFORK_WAIT {
+        return proc::vfork_wait(k, ctx);
+    }
     match lookup(ctx.args.nr) {
         Some(e) => (e.handler)(k, ctx),
         None => {
