@@ -26,10 +26,11 @@ pub enum BootError {
 /// single-threaded: it forks the gofer.
 pub fn run(rootfs: &Path, spec: &InitSpec, log: Box<dyn Write>) -> Result<Exit, BootError> {
     let mut k = prepare(rootfs, spec, log)?;
+    k.spawn_init(spec)?;
     Ok(k.run()?)
 }
 
-/// Starts the gofer and loads init, without running it.
+/// Starts the gofer and makes the kernel over it; init is not loaded yet.
 pub fn prepare(rootfs: &Path, spec: &InitSpec, log: Box<dyn Write>) -> Result<Kernel, BootError> {
     let (client, server) = gofer::channel(rootfs)?;
     // SAFETY-relevant: the caller is single-threaded, so the child may run Rust code.
@@ -43,9 +44,7 @@ pub fn prepare(rootfs: &Path, spec: &InitSpec, log: Box<dyn Write>) -> Result<Ke
         ForkResult::Parent { .. } => drop(server),
     }
     let vfs = crate::sentry::vfs::Vfs::new(client);
-    let mut k = Kernel::new(vfs, log, spec.hostname.clone());
-    k.spawn_init(spec)?;
-    Ok(k)
+    Ok(Kernel::new(vfs, log, spec.hostname.clone()))
 }
 
 fn fork_gofer() -> Result<ForkResult, BootError> {

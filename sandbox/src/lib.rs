@@ -2,6 +2,8 @@
 //! that serves their system calls itself (see docs/design/sandbox.md).
 
 pub mod boot;
+pub mod cli;
+pub mod confine;
 pub mod gofer;
 pub mod platform;
 pub mod sentry;

@@ -229,3 +229,18 @@ pub fn fork_process() -> Result<nix::unistd::ForkResult, nix::errno::Errno> {
     // run arbitrary code after fork.
     unsafe { nix::unistd::fork() }
 }
+
+extern "C" fn ignore_signal(_: libc::c_int) {}
+
+/// Gives `sigs` a handler that does nothing. The Sentry is pid 1 of its pid namespace, and
+/// the kernel drops signals to such an init while their disposition is SIG_DFL, even when
+/// blocked; with a handler they queue for the Sentry's signalfd.
+pub fn catch_signals(sigs: &[nix::sys::signal::Signal]) -> Result<(), nix::errno::Errno> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
+    let act = SigAction::new(SigHandler::Handler(ignore_signal), SaFlags::SA_RESTART, SigSet::empty());
+    for &s in sigs {
+        // SAFETY: the handler is an empty extern "C" function, trivially async-signal-safe.
+        unsafe { sigaction(s, &act) }?;
+    }
+    Ok(())
+}

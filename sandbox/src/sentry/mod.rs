@@ -26,6 +26,7 @@ use nix::errno::Errno;
 use crate::platform::{PlatformError, Tracee};
 use task::{Pid, Process, Task};
 
+pub use run::FORWARDED;
 pub use task::Exit;
 
 /// Errors that stop the Sentry (the workload's own errors are errnos).
@@ -112,6 +113,11 @@ impl Kernel {
             counts: BTreeMap::new(),
             strace: std::env::var_os("HULL_SANDBOX_STRACE").is_some(),
         }
+    }
+
+    /// Records a fatal error in the Sentry's log.
+    pub fn log_error(&mut self, msg: &str) {
+        let _ = writeln!(self.log, "sentry: {msg}");
     }
 
     fn alloc_pid(&mut self) -> Pid {

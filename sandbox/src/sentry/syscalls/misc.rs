@@ -151,7 +151,9 @@ pub fn sched_getaffinity(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
     if len < 8 {
         return Err(Errno::EINVAL);
     }
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()).min(64);
+    // Not available_parallelism: it reads /sys, which the confined Sentry cannot open.
+    let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).map_err(|_| Errno::EINVAL)?;
+    let cpus = (0..64).filter(|&c| set.is_set(c).unwrap_or(false)).count().max(1);
     let mask: u64 = if cpus == 64 { u64::MAX } else { (1 << cpus) - 1 };
     mem::write(hpid(k, ctx)?, ctx.args.a[2], &mask.to_le_bytes())?;
     ok(8)

@@ -1,0 +1,86 @@
+//! The Sentry process's life: set-up inside its namespaces, confinement, the wait for
+//! `start`, then the event loop. Its exit status is the workload's.
+
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::stat::Mode;
+
+use super::create::{chain, Plan};
+use crate::confine;
+
+/// Runs the Sentry; returns the process exit code.
+pub fn main(plan: &Plan, sync: &OwnedFd) -> i32 {
+    let mut report = std::fs::File::from(match sync.try_clone() {
+        Ok(f) => f,
+        Err(_) => return 125,
+    });
+    match setup(plan) {
+        Ok((mut kernel, fifo)) => {
+            let _ = writeln!(report, "ok");
+            drop(report);
+            if wait_start(&fifo).is_err() {
+                return 125;
+            }
+            drop(fifo);
+            match kernel.run() {
+                Ok(exit) => exit.shell_code(),
+                Err(e) => {
+                    kernel.log_error(&chain(&e));
+                    125
+                }
+            }
+        }
+        Err(e) => {
+            let _ = writeln!(report, "err {e}");
+            125
+        }
+    }
+}
+
+fn setup(plan: &Plan) -> Result<(crate::sentry::Kernel, OwnedFd), String> {
+    confine::private_mounts().map_err(|e| chain(&e))?;
+    let _ = nix::unistd::sethostname(&plan.init.hostname);
+    let fifo = nix::fcntl::open(
+        &super::state::fifo(&plan.dir),
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("opening the start fifo: {e}"))?;
+    let fifo = crate::sys::own_fd(fifo);
+    let log_path = plan.dir.join("sentry.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| format!("opening {}: {e}", log_path.display()))?;
+    let mut kernel =
+        crate::boot::prepare(&plan.rootfs, &plan.init, Box::new(log)).map_err(|e| chain(&e))?;
+    confine::empty_root().map_err(|e| chain(&e))?;
+    kernel.spawn_init(&plan.init).map_err(|e| chain(&e))?;
+    crate::sys::catch_signals(&crate::sentry::FORWARDED).map_err(|e| format!("signal handlers: {e}"))?;
+    confine::apply_allowlist().map_err(|e| chain(&e))?;
+    Ok((kernel, fifo))
+}
+
+/// Blocks until `start` writes to the fifo.
+fn wait_start(fifo: &OwnedFd) -> Result<(), nix::errno::Errno> {
+    loop {
+        let mut p = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN)];
+        match nix::poll::poll(&mut p, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+        let mut b = [0u8; 1];
+        match nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(fifo), &mut b) {
+            Ok(1) => return Ok(()),
+            Ok(_) | Err(nix::errno::Errno::EAGAIN) => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
