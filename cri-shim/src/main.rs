@@ -102,6 +102,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let handlers = Handlers::new(
         &config.runtimes,
         args.runtime.clone().unwrap_or_else(|| beside_self("hull")),
+        Some(beside_self("hull-sandbox")).filter(|p| p.exists()),
         &args.run.join("runtime"),
     );
     let cni = Cni::new(

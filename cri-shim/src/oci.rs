@@ -53,9 +53,14 @@ pub struct Handlers {
 }
 
 impl Handlers {
-    /// `""` and `"runc"` map to `hull` unless the config names them; every configured
-    /// handler keeps its state under `state/<name>`.
-    pub fn new(config: &BTreeMap<String, RuntimeConfig>, hull: PathBuf, state: &Path) -> Self {
+    /// `""` and `"runc"` map to `hull`, and `"sandbox"` to `hull-sandbox` (when given),
+    /// unless the config names them; every handler keeps its state under `state/<name>`.
+    pub fn new(
+        config: &BTreeMap<String, RuntimeConfig>,
+        hull: PathBuf,
+        sandbox: Option<PathBuf>,
+        state: &Path,
+    ) -> Self {
         let mut map = BTreeMap::new();
         let default = Arc::new(Handler {
             name: String::new(),
@@ -64,6 +69,14 @@ impl Handlers {
         });
         map.insert(String::new(), default.clone());
         map.insert("runc".to_string(), default);
+        if let Some(path) = sandbox {
+            let h = Handler {
+                name: "sandbox".to_string(),
+                path,
+                root: state.join("sandbox"),
+            };
+            map.insert("sandbox".to_string(), Arc::new(h));
+        }
         for (name, c) in config {
             let key = if name.is_empty() { "default" } else { name };
             map.insert(
@@ -188,7 +201,7 @@ mod tests {
                 path: PathBuf::from("/usr/bin/crun"),
             },
         );
-        let h = Handlers::new(&cfg, PathBuf::from("/bin/hull"), Path::new("/run/x"));
+        let h = Handlers::new(&cfg, PathBuf::from("/bin/hull"), None, Path::new("/run/x"));
         assert_eq!(h.get("").unwrap().path, Path::new("/bin/hull"));
         assert_eq!(h.get("runc").unwrap().root, Path::new("/run/x/hull"));
         assert_eq!(h.get("crun").unwrap().root, Path::new("/run/x/crun"));

@@ -32,7 +32,7 @@ pub fn run(rootfs: &Path, spec: &InitSpec, log: Box<dyn Write>) -> Result<Exit, 
 
 /// Starts the gofer and makes the kernel over it; init is not loaded yet.
 pub fn prepare(rootfs: &Path, spec: &InitSpec, log: Box<dyn Write>) -> Result<Kernel, BootError> {
-    let (client, server) = gofer::channel(rootfs)?;
+    let (client, server) = gofer::channel(rootfs, &spec.binds)?;
     // SAFETY-relevant: the caller is single-threaded, so the child may run Rust code.
     match fork_gofer()? {
         ForkResult::Child => {
@@ -43,7 +43,8 @@ pub fn prepare(rootfs: &Path, spec: &InitSpec, log: Box<dyn Write>) -> Result<Ke
         }
         ForkResult::Parent { .. } => drop(server),
     }
-    let vfs = crate::sentry::vfs::Vfs::new(client);
+    let dests = spec.binds.iter().map(|(d, _)| d.clone()).collect();
+    let vfs = crate::sentry::vfs::Vfs::new(client, dests);
     Ok(Kernel::new(vfs, log, spec.hostname.clone()))
 }
 

@@ -28,26 +28,45 @@ pub enum ConfineError {
 
 /// Makes every mount private, so nothing the sandbox mounts reaches the host.
 pub fn private_mounts() -> Result<(), ConfineError> {
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .map_err(|e| ConfineError::Mount("making / private", e))
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| ConfineError::Mount("making / private", e))
 }
 
 /// Gives the Sentry its own mount namespace whose root is an empty read-only tmpfs: from
 /// here on, host files reach it only as descriptors from the gofer.
 pub fn empty_root() -> Result<(), ConfineError> {
     let m = |what: &'static str| move |e| ConfineError::Mount(what, e);
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(m("unsharing the mount namespace"))?;
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .map_err(m("unsharing the mount namespace"))?;
     private_mounts()?;
     let dir = Path::new("/tmp");
     let dir = if dir.is_dir() { dir } else { Path::new("/") };
-    mount(Some("none"), dir, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("size=4k,mode=0555"))
-        .map_err(m("mounting the empty root"))?;
+    mount(
+        Some("none"),
+        dir,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("size=4k,mode=0555"),
+    )
+    .map_err(m("mounting the empty root"))?;
     nix::unistd::chdir(dir).map_err(m("entering the empty root"))?;
     nix::unistd::pivot_root(".", ".").map_err(m("pivot_root to the empty root"))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(m("detaching the host root"))?;
     nix::unistd::chdir("/").map_err(m("entering /"))?;
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY, None::<&str>)
-        .map_err(m("making the empty root read-only"))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY,
+        None::<&str>,
+    )
+    .map_err(m("making the empty root read-only"))?;
     Ok(())
 }
 
@@ -56,7 +75,10 @@ fn eq(arg: u8, v: u64) -> Result<Cond, seccompiler::BackendError> {
 }
 
 fn one_of(arg: u8, values: &[u64]) -> Result<Vec<SeccompRule>, seccompiler::BackendError> {
-    values.iter().map(|&v| SeccompRule::new(vec![eq(arg, v)?])).collect()
+    values
+        .iter()
+        .map(|&v| SeccompRule::new(vec![eq(arg, v)?]))
+        .collect()
 }
 
 /// Host calls the Sentry makes with any arguments.
@@ -112,7 +134,10 @@ fn rules() -> Result<BTreeMap<i64, Vec<SeccompRule>>, seccompiler::BackendError>
     ];
     r.insert(libc::SYS_ptrace, one_of(0, &ptrace_ops.map(|o| o as u64))?);
     // Only the Sentry's own interrupt and SIGKILL, to its tasks.
-    let sigs = [libc::SIGKILL as u64, crate::platform::ptrace::INTERRUPT as u64];
+    let sigs = [
+        libc::SIGKILL as u64,
+        crate::platform::ptrace::INTERRUPT as u64,
+    ];
     r.insert(libc::SYS_kill, one_of(1, &sigs)?);
     // abort(): SIGABRT to itself.
     r.insert(libc::SYS_tgkill, one_of(2, &[libc::SIGABRT as u64])?);
@@ -120,8 +145,17 @@ fn rules() -> Result<BTreeMap<i64, Vec<SeccompRule>>, seccompiler::BackendError>
     // Memory for itself, never executable.
     let no_exec = |arg| Cond::new(arg, Len::Qword, Op::MaskedEq(libc::PROT_EXEC as u64), 0);
     r.insert(libc::SYS_mmap, vec![SeccompRule::new(vec![no_exec(2)?])?]);
-    r.insert(libc::SYS_mprotect, vec![SeccompRule::new(vec![no_exec(2)?])?]);
-    let fcntl_ops = [libc::F_DUPFD_CLOEXEC, libc::F_GETFD, libc::F_SETFD, libc::F_GETFL, libc::F_SETFL];
+    r.insert(
+        libc::SYS_mprotect,
+        vec![SeccompRule::new(vec![no_exec(2)?])?],
+    );
+    let fcntl_ops = [
+        libc::F_DUPFD_CLOEXEC,
+        libc::F_GETFD,
+        libc::F_SETFD,
+        libc::F_GETFL,
+        libc::F_SETFL,
+    ];
     r.insert(libc::SYS_fcntl, one_of(1, &fcntl_ops.map(|o| o as u64))?);
     Ok(r)
 }
@@ -133,7 +167,9 @@ pub fn allowlist_len() -> usize {
 
 /// The allowlisted syscall numbers, ascending.
 pub fn allowlist() -> Vec<i64> {
-    rules().map(|r| r.keys().copied().collect()).unwrap_or_default()
+    rules()
+        .map(|r| r.keys().copied().collect())
+        .unwrap_or_default()
 }
 
 /// The compiled filter.
@@ -145,7 +181,8 @@ pub fn program() -> Result<BpfProgram, ConfineError> {
         TargetArch::x86_64,
     )
     .map_err(ConfineError::Build)?;
-    f.try_into().map_err(|e| ConfineError::Install(seccompiler::Error::Backend(e)))
+    f.try_into()
+        .map_err(|e| ConfineError::Install(seccompiler::Error::Backend(e)))
 }
 
 /// Installs the allowlist on the Sentry.

@@ -48,10 +48,14 @@ pub struct Client {
 pub struct Server {
     sock: OwnedFd,
     root: OwnedFd,
+    binds: Vec<(String, std::path::PathBuf)>,
 }
 
 /// Opens `rootfs` and makes the channel; fork afterwards and give each side its end.
-pub fn channel(rootfs: &Path) -> Result<(Client, Server), GoferError> {
+pub fn channel(
+    rootfs: &Path,
+    binds: &[(String, std::path::PathBuf)],
+) -> Result<(Client, Server), GoferError> {
     let root = nix::fcntl::open(
         rootfs,
         nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
@@ -69,7 +73,17 @@ pub fn channel(rootfs: &Path) -> Result<(Client, Server), GoferError> {
         SockFlag::SOCK_CLOEXEC,
     )
     .map_err(GoferError::Socket)?;
-    Ok((Client { sock: a }, Server { sock: b, root }))
+    let mut binds = binds.to_vec();
+    // Longest destination first, so nested binds win.
+    binds.sort_by_key(|(d, _)| std::cmp::Reverse(d.len()));
+    Ok((
+        Client { sock: a },
+        Server {
+            sock: b,
+            root,
+            binds,
+        },
+    ))
 }
 
 fn owned(fd: RawFd) -> OwnedFd {
@@ -158,6 +172,22 @@ impl Server {
     }
 
     fn open(&self, flags: u8, path: &[u8]) -> Result<(OwnedFd, String), Errno> {
+        let p = std::str::from_utf8(path).map_err(|_| Errno::EINVAL)?;
+        for (dest, src) in &self.binds {
+            let rest = if p == dest {
+                ""
+            } else if let Some(r) = p
+                .strip_prefix(dest.as_str())
+                .and_then(|r| r.strip_prefix('/'))
+            {
+                r
+            } else {
+                continue;
+            };
+            return self
+                .open_bind(flags, src, rest)
+                .map(|fd| (fd, p.to_string()));
+        }
         let rel = path.strip_prefix(b"/").unwrap_or(path);
         let rel = if rel.is_empty() { &b"."[..] } else { rel };
         let c = CString::new(rel).map_err(|_| Errno::EINVAL)?;
@@ -179,10 +209,41 @@ impl Server {
             Err(e) => return Err(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))),
         };
         let fd = owned(raw);
-        let canon = canonical(&fd, &self.root).unwrap_or_else(|| {
-            String::from_utf8_lossy(path).into_owned()
-        });
+        let canon = canonical(&fd, &self.root)
+            .unwrap_or_else(|| String::from_utf8_lossy(path).into_owned());
         Ok((fd, canon))
+    }
+}
+
+impl Server {
+    /// Opens `rest` inside bind source `src` (a directory), or `src` itself.
+    fn open_bind(&self, flags: u8, src: &Path, rest: &str) -> Result<OwnedFd, Errno> {
+        let oflags = if flags & NOFOLLOW != 0 {
+            libc::O_CLOEXEC | libc::O_PATH | libc::O_NOFOLLOW
+        } else {
+            libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_RDONLY | libc::O_NONBLOCK
+        };
+        if rest.is_empty() {
+            let fd = nix::fcntl::open(
+                src,
+                nix::fcntl::OFlag::from_bits_truncate(oflags),
+                nix::sys::stat::Mode::empty(),
+            )?;
+            return Ok(owned(fd));
+        }
+        let dir = nix::fcntl::open(
+            src,
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )?;
+        let dir = owned(dir);
+        let c = CString::new(rest).map_err(|_| Errno::EINVAL)?;
+        let resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+        sys::openat2(dir.as_raw_fd(), &c, oflags as u64, resolve)
+            .map(owned)
+            .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
     }
 }
 

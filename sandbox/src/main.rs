@@ -10,7 +10,11 @@ use hull_sandbox::cli::{create, ops};
 use hull_sandbox::sentry::InitSpec;
 
 #[derive(Parser)]
-#[command(name = "hull-sandbox", version, about = "OCI runtime running containers on a user-space kernel (the Sentry)")]
+#[command(
+    name = "hull-sandbox",
+    version,
+    about = "OCI runtime running containers on a user-space kernel (the Sentry)"
+)]
 struct Cli {
     /// Directory for container state.
     #[arg(long, global = true, default_value = "/run/hull-sandbox")]
@@ -103,7 +107,11 @@ fn main() -> ExitCode {
 fn report(cli: &Cli, msg: &str) {
     eprintln!("hull-sandbox: {msg}");
     if let Some(path) = &cli.log {
-        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
             let line = if cli.log_format == "json" {
                 serde_json::json!({"level": "error", "msg": msg}).to_string()
             } else {
@@ -119,13 +127,32 @@ type Res = Result<u8, Box<dyn std::error::Error>>;
 fn dispatch(cli: &Cli) -> Res {
     let root = cli.root.as_path();
     match &cli.cmd {
-        Cmd::Create { bundle, pid_file, console_socket, id } => {
-            let o = create::CreateOpts { root, id, bundle, pid_file: pid_file.as_deref(), console_socket: console_socket.as_deref() };
+        Cmd::Create {
+            bundle,
+            pid_file,
+            console_socket,
+            id,
+        } => {
+            let o = create::CreateOpts {
+                root,
+                id,
+                bundle,
+                pid_file: pid_file.as_deref(),
+                console_socket: console_socket.as_deref(),
+            };
             create::create(&o)?;
         }
         Cmd::Start { id } => ops::start(root, id)?,
-        Cmd::Run { bundle, pid_file, detach, id } => return run(root, bundle, pid_file.as_deref(), *detach, id),
-        Cmd::State { id } => println!("{}", serde_json::to_string_pretty(&ops::state_json(root, id)?)?),
+        Cmd::Run {
+            bundle,
+            pid_file,
+            detach,
+            id,
+        } => return run(root, bundle, pid_file.as_deref(), *detach, id),
+        Cmd::State { id } => println!(
+            "{}",
+            serde_json::to_string_pretty(&ops::state_json(root, id)?)?
+        ),
         Cmd::Kill { id, signal, .. } => ops::kill(root, id, signal)?,
         Cmd::Delete { force, id } => ops::delete(root, id, *force)?,
         Cmd::List { format, quiet } => list(root, format, *quiet)?,
@@ -147,7 +174,13 @@ fn run(root: &Path, bundle: &Path, pid_file: Option<&Path>, detach: bool, id: &s
         // The Sentry's parent exits during create; as subreaper we still get its status.
         nix::sys::prctl::set_child_subreaper(true)?;
     }
-    let o = create::CreateOpts { root, id, bundle, pid_file, console_socket: None };
+    let o = create::CreateOpts {
+        root,
+        id,
+        bundle,
+        pid_file,
+        console_socket: None,
+    };
     let pid = create::create(&o)?;
     if let Err(e) = ops::start(root, id) {
         let _ = ops::delete(root, id, true);
@@ -170,7 +203,10 @@ fn list(root: &Path, format: &str, quiet: bool) -> Result<(), Box<dyn std::error
     } else if format == "json" {
         println!("{}", serde_json::to_string(&all)?);
     } else {
-        println!("{:<20} {:<8} {:<10} {:<40} {}", "ID", "PID", "STATUS", "BUNDLE", "CREATED");
+        println!(
+            "{:<20} {:<8} {:<10} {:<40} {}",
+            "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+        );
         for s in &all {
             println!(
                 "{:<20} {:<8} {:<10} {:<40} {}",

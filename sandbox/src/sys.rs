@@ -237,7 +237,11 @@ extern "C" fn ignore_signal(_: libc::c_int) {}
 /// blocked; with a handler they queue for the Sentry's signalfd.
 pub fn catch_signals(sigs: &[nix::sys::signal::Signal]) -> Result<(), nix::errno::Errno> {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
-    let act = SigAction::new(SigHandler::Handler(ignore_signal), SaFlags::SA_RESTART, SigSet::empty());
+    let act = SigAction::new(
+        SigHandler::Handler(ignore_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
     for &s in sigs {
         // SAFETY: the handler is an empty extern "C" function, trivially async-signal-safe.
         unsafe { sigaction(s, &act) }?;

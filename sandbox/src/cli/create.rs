@@ -75,13 +75,14 @@ pub struct CreateOpts<'a> {
 }
 
 /// Everything the sandbox process needs, prepared before forking.
+#[derive(Clone)]
 pub struct Plan {
     /// The first process.
     pub init: InitSpec,
     /// The rootfs.
     pub rootfs: PathBuf,
     /// Namespaces to join: (type, file).
-    pub join: Vec<(CloneFlags, OwnedFd)>,
+    pub join: Vec<(CloneFlags, std::sync::Arc<OwnedFd>)>,
     /// Namespaces to create.
     pub unshare: CloneFlags,
     /// The state directory.
@@ -101,7 +102,14 @@ pub fn create(o: &CreateOpts) -> Result<i32, CreateError> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             return Err(StateError::Exists(o.id.to_string()).into())
         }
-        Err(source) => return Err(StateError::Io { what: "creating", path: dir, source }.into()),
+        Err(source) => {
+            return Err(StateError::Io {
+                what: "creating",
+                path: dir,
+                source,
+            }
+            .into())
+        }
     }
     let mut cgroup = None;
     let r = create_in(o, &dir, &mut cgroup);
@@ -119,19 +127,39 @@ fn create_in(
     dir: &Path,
     cgroup: &mut Option<hull::state::CgroupRecord>,
 ) -> Result<i32, CreateError> {
-    let bundle = std::fs::canonicalize(o.bundle).map_err(|source| StateError::Io { what: "resolving bundle", path: o.bundle.to_path_buf(), source })?;
-    let o = &CreateOpts { bundle: &bundle, ..*o };
+    let bundle = std::fs::canonicalize(o.bundle).map_err(|source| StateError::Io {
+        what: "resolving bundle",
+        path: o.bundle.to_path_buf(),
+        source,
+    })?;
+    let o = &CreateOpts {
+        bundle: &bundle,
+        ..*o
+    };
     let cfg = o.bundle.join("config.json");
-    let spec = Spec::load(&cfg).map_err(|source| CreateError::Spec { path: cfg.clone(), source })?;
+    let spec = Spec::load(&cfg).map_err(|source| CreateError::Spec {
+        path: cfg.clone(),
+        source,
+    })?;
     let plan = plan(&spec, o.bundle, dir)?;
     if o.console_socket.is_some() {
-        return Err(CreateError::Unsupported("--console-socket (a terminal)".into()));
+        return Err(CreateError::Unsupported(
+            "--console-socket (a terminal)".into(),
+        ));
     }
-    nix::unistd::mkfifo(&state::fifo(dir), nix::sys::stat::Mode::from_bits_truncate(0o600))
-        .map_err(sys(format!("creating {}", state::fifo(dir).display())))?;
+    nix::unistd::mkfifo(
+        &state::fifo(dir),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .map_err(sys(format!("creating {}", state::fifo(dir).display())))?;
     let linux = spec.linux().as_ref();
-    let cg_path = hull::cgroups::default_path(linux.and_then(|l| l.cgroups_path().as_deref()), o.id, false);
-    let rec = hull::state::CgroupRecord { path: cg_path, systemd: false, disabled: false };
+    let cg_path =
+        hull::cgroups::default_path(linux.and_then(|l| l.cgroups_path().as_deref()), o.id, false);
+    let rec = hull::state::CgroupRecord {
+        path: cg_path,
+        systemd: false,
+        disabled: false,
+    };
     let cg = hull::cgroups::Cgroup::open(&rec, o.id)?;
     *cgroup = Some(rec.clone());
     let mut record = Record {
@@ -140,14 +168,22 @@ fn create_in(
         bundle: o.bundle.to_path_buf(),
         rootfs: plan.rootfs.clone(),
         created: hull::timefmt::rfc3339_nano(std::time::SystemTime::now()),
-        annotations: spec.annotations().clone().unwrap_or_default().into_iter().collect(),
+        annotations: spec
+            .annotations()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
         cgroup: Some(rec),
     };
     state::save(o.root, &record)?;
     let pid = spawn(&plan, &cg)?;
     record.pid = pid;
     if let Err(e) = cg.setup(linux.and_then(|l| l.resources().as_ref()), pid) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
         return Err(e.into());
     }
     state::save(o.root, &record)?;
@@ -172,7 +208,9 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &Path) -> Result<Plan, CreateError>
     }
     let args = process.args().clone().unwrap_or_default();
     if args.is_empty() {
-        return Err(CreateError::Invalid("process.args must not be empty".into()));
+        return Err(CreateError::Invalid(
+            "process.args must not be empty".into(),
+        ));
     }
     let root = spec
         .root()
@@ -180,9 +218,13 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &Path) -> Result<Plan, CreateError>
         .ok_or_else(|| CreateError::Invalid("root is required".into()))?;
     let rootfs = bundle.join(root.path());
     if !rootfs.is_dir() {
-        return Err(CreateError::Invalid(format!("root.path {} is not a directory", rootfs.display())));
+        return Err(CreateError::Invalid(format!(
+            "root.path {} is not a directory",
+            rootfs.display()
+        )));
     }
     let (join, unshare) = namespaces(spec)?;
+    let binds = binds(spec)?;
     let user = process.user();
     Ok(Plan {
         init: InitSpec {
@@ -191,7 +233,8 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &Path) -> Result<Plan, CreateError>
             cwd: process.cwd().display().to_string(),
             uid: user.uid(),
             gid: user.gid(),
-            hostname: spec.hostname().clone().unwrap_or_else(|| "sandbox".into()),
+            hostname: spec.hostname().clone().unwrap_or_default(),
+            binds,
         },
         rootfs,
         join,
@@ -200,7 +243,54 @@ pub fn plan(spec: &Spec, bundle: &Path, dir: &Path) -> Result<Plan, CreateError>
     })
 }
 
-fn namespaces(spec: &Spec) -> Result<(Vec<(CloneFlags, OwnedFd)>, CloneFlags), CreateError> {
+/// Mount types whose content the Sentry provides itself: /proc and /dev are synthesized,
+/// and every writable path is in its in-memory upper layer, as tmpfs would be.
+const SERVED: &[&str] = &[
+    "proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2", "shm",
+];
+
+/// The bind mounts of the config, checked; other mount types must be ones the Sentry
+/// serves itself.
+fn binds(spec: &Spec) -> Result<Vec<(String, PathBuf)>, CreateError> {
+    let mut out = Vec::new();
+    for (i, m) in spec.mounts().clone().unwrap_or_default().iter().enumerate() {
+        let opts = m.options().clone().unwrap_or_default();
+        let bind =
+            m.typ().as_deref() == Some("bind") || opts.iter().any(|o| o == "bind" || o == "rbind");
+        let dest = m.destination().display().to_string();
+        if !dest.starts_with('/') {
+            return Err(CreateError::Invalid(format!(
+                "mounts[{i}].destination {dest:?} is not absolute"
+            )));
+        }
+        if bind {
+            let src = m.source().clone().ok_or_else(|| {
+                CreateError::Invalid(format!("mounts[{i}] ({dest}): bind mount without source"))
+            })?;
+            if !src.exists() {
+                return Err(CreateError::Invalid(format!(
+                    "mounts[{i}] ({dest}): source {} does not exist",
+                    src.display()
+                )));
+            }
+            let dest = crate::sentry::vfs::normalize("/", dest.as_bytes())
+                .map_err(|e| CreateError::Invalid(format!("mounts[{i}].destination: {e}")))?;
+            out.push((dest, src));
+            continue;
+        }
+        let typ = m.typ().clone().unwrap_or_default();
+        if !SERVED.contains(&typ.as_str()) {
+            return Err(CreateError::Unsupported(format!(
+                "mounts[{i}] ({dest}) of type {typ:?}"
+            )));
+        }
+    }
+    Ok(out)
+}
+
+fn namespaces(
+    spec: &Spec,
+) -> Result<(Vec<(CloneFlags, std::sync::Arc<OwnedFd>)>, CloneFlags), CreateError> {
     // The Sentry always gets its own mount, pid, uts and ipc namespaces: the workload never
     // sees them (it sees the Sentry's), so joining a pod's is only for the host's view.
     let mut unshare = CloneFlags::CLONE_NEWNS
@@ -209,7 +299,11 @@ fn namespaces(spec: &Spec) -> Result<(Vec<(CloneFlags, OwnedFd)>, CloneFlags), C
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWNET;
     let mut join = Vec::new();
-    let list = spec.linux().as_ref().and_then(|l| l.namespaces().clone()).unwrap_or_default();
+    let list = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().clone())
+        .unwrap_or_default();
     for ns in list {
         let flag = match ns.typ() {
             LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
@@ -227,11 +321,17 @@ fn namespaces(spec: &Spec) -> Result<(Vec<(CloneFlags, OwnedFd)>, CloneFlags), C
         };
         if let Some(p) = ns.path() {
             if flag == CloneFlags::CLONE_NEWNS {
-                return Err(CreateError::Unsupported("joining a mount namespace by path".into()));
+                return Err(CreateError::Unsupported(
+                    "joining a mount namespace by path".into(),
+                ));
             }
-            let fd = nix::fcntl::open(p, nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-                .map_err(sys(format!("opening namespace {}", p.display())))?;
-            join.push((flag, crate::sys::own_fd(fd)));
+            let fd = nix::fcntl::open(
+                p,
+                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(sys(format!("opening namespace {}", p.display())))?;
+            join.push((flag, std::sync::Arc::new(crate::sys::own_fd(fd))));
             unshare.remove(flag);
         }
     }
@@ -269,17 +369,24 @@ fn spawn(plan: &Plan, cg: &hull::cgroups::Cgroup) -> Result<i32, CreateError> {
                     return Ok(pid);
                 }
             }
-            Err(CreateError::Sandbox("the sandbox exited before reporting".into()))
+            Err(CreateError::Sandbox(
+                "the sandbox exited before reporting".into(),
+            ))
         }
     }
 }
 
 /// The intermediate: namespaces and cgroup, then the Sentry.
-fn intermediate(plan: &Plan, cg: &hull::cgroups::Cgroup, sync: &OwnedFd) -> Result<(), CreateError> {
+fn intermediate(
+    plan: &Plan,
+    cg: &hull::cgroups::Cgroup,
+    sync: &OwnedFd,
+) -> Result<(), CreateError> {
     nix::unistd::setsid().map_err(sys("setsid"))?;
     cg.add(nix::unistd::getpid().as_raw())?;
     for (flag, fd) in &plan.join {
-        nix::sched::setns(fd, *flag).map_err(sys(format!("joining namespace {flag:?}")))?;
+        nix::sched::setns(fd.as_ref(), *flag)
+            .map_err(sys(format!("joining namespace {flag:?}")))?;
     }
     nix::sched::unshare(plan.unshare).map_err(sys("unsharing namespaces"))?;
     match crate::sys::fork_process().map_err(sys("forking the sentry"))? {

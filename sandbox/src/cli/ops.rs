@@ -46,13 +46,27 @@ pub fn start(root: &Path, id: &str) -> Result<(), OpError> {
     let rec = state::load(root, id)?;
     let st = state::status(root, &rec);
     if st != Status::Created {
-        return Err(OpError::Status { id: id.into(), status: st.as_str(), why: "only a created container can be started" });
+        return Err(OpError::Status {
+            id: id.into(),
+            status: st.as_str(),
+            why: "only a created container can be started",
+        });
     }
     let fifo = state::fifo(&root.join(id));
-    let fd = nix::fcntl::open(&fifo, nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-        .map_err(|source| OpError::Sys { what: format!("opening {}", fifo.display()), source })?;
+    let fd = nix::fcntl::open(
+        &fifo,
+        nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|source| OpError::Sys {
+        what: format!("opening {}", fifo.display()),
+        source,
+    })?;
     let fd = crate::sys::own_fd(fd);
-    nix::unistd::write(&fd, b"1").map_err(|source| OpError::Sys { what: "signalling start".into(), source })?;
+    nix::unistd::write(&fd, b"1").map_err(|source| OpError::Sys {
+        what: "signalling start".into(),
+        source,
+    })?;
     let _ = std::fs::remove_file(&fifo);
     Ok(())
 }
@@ -81,10 +95,16 @@ pub fn kill(root: &Path, id: &str, sig: &str) -> Result<(), OpError> {
     let n = hull::signal::parse(sig).map_err(|_| OpError::Signal(sig.into()))?;
     let sig = Signal::try_from(n).map_err(|_| OpError::Signal(n.to_string()))?;
     if state::status(root, &rec) == Status::Stopped {
-        return Err(OpError::Status { id: id.into(), status: "stopped", why: "cannot be signalled" });
+        return Err(OpError::Status {
+            id: id.into(),
+            status: "stopped",
+            why: "cannot be signalled",
+        });
     }
-    nix::sys::signal::kill(Pid::from_raw(rec.pid), sig)
-        .map_err(|source| OpError::Sys { what: format!("signalling sentry {}", rec.pid), source })
+    nix::sys::signal::kill(Pid::from_raw(rec.pid), sig).map_err(|source| OpError::Sys {
+        what: format!("signalling sentry {}", rec.pid),
+        source,
+    })
 }
 
 /// `delete`: removes a stopped (or, with `force`, any) sandbox and its cgroup.
@@ -96,7 +116,11 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), OpError> {
     };
     let st = state::status(root, &rec);
     if st == Status::Running && !force {
-        return Err(OpError::Status { id: id.into(), status: "running", why: "stop it first or use --force" });
+        return Err(OpError::Status {
+            id: id.into(),
+            status: "running",
+            why: "stop it first or use --force",
+        });
     }
     if st != Status::Stopped {
         let _ = nix::sys::signal::kill(Pid::from_raw(rec.pid), Signal::SIGKILL);

@@ -42,7 +42,20 @@ pub fn main(plan: &Plan, sync: &OwnedFd) -> i32 {
 
 fn setup(plan: &Plan) -> Result<(crate::sentry::Kernel, OwnedFd), String> {
     confine::private_mounts().map_err(|e| chain(&e))?;
-    let _ = nix::unistd::sethostname(&plan.init.hostname);
+    // No hostname in the config means the UTS namespace is joined (a pod's): keep its name.
+    let mut init = plan.init.clone();
+    if init.hostname.is_empty() {
+        init.hostname = nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default();
+    } else {
+        nix::unistd::sethostname(&init.hostname)
+            .map_err(|e| format!("setting the hostname: {e}"))?;
+    }
+    let plan = &Plan {
+        init,
+        ..plan.clone()
+    };
     let fifo = nix::fcntl::open(
         &super::state::fifo(&plan.dir),
         OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
@@ -60,7 +73,8 @@ fn setup(plan: &Plan) -> Result<(crate::sentry::Kernel, OwnedFd), String> {
         crate::boot::prepare(&plan.rootfs, &plan.init, Box::new(log)).map_err(|e| chain(&e))?;
     confine::empty_root().map_err(|e| chain(&e))?;
     kernel.spawn_init(&plan.init).map_err(|e| chain(&e))?;
-    crate::sys::catch_signals(&crate::sentry::FORWARDED).map_err(|e| format!("signal handlers: {e}"))?;
+    crate::sys::catch_signals(&crate::sentry::FORWARDED)
+        .map_err(|e| format!("signal handlers: {e}"))?;
     confine::apply_allowlist().map_err(|e| chain(&e))?;
     Ok((kernel, fifo))
 }

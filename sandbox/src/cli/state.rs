@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// The id is not a safe single path component.
-    #[error("invalid container id {0:?}: use letters, digits, '_', '-', '.' (not starting with '.')")]
+    #[error(
+        "invalid container id {0:?}: use letters, digits, '_', '-', '.' (not starting with '.')"
+    )]
     BadId(String),
     /// No such sandbox.
     #[error("container {0} does not exist")]
@@ -121,7 +123,13 @@ pub fn load(root: &Path, id: &str) -> Result<Record, StateError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(StateError::NotFound(id.to_string()))
         }
-        Err(source) => return Err(StateError::Io { what: "reading", path, source }),
+        Err(source) => {
+            return Err(StateError::Io {
+                what: "reading",
+                path,
+                source,
+            })
+        }
     };
     serde_json::from_slice(&data).map_err(|source| StateError::Parse { path, source })
 }
@@ -133,7 +141,11 @@ pub fn save(root: &Path, rec: &Record) -> Result<(), StateError> {
     let data = serde_json::to_vec_pretty(rec).unwrap_or_default();
     std::fs::write(&tmp, data)
         .and_then(|()| std::fs::rename(&tmp, d.join("state.json")))
-        .map_err(|source| StateError::Io { what: "writing", path: tmp, source })
+        .map_err(|source| StateError::Io {
+            what: "writing",
+            path: tmp,
+            source,
+        })
 }
 
 /// The status of a sandbox from its record: the Sentry's liveness and the fifo.

@@ -7,7 +7,9 @@ use super::{Kernel, SentryError};
 impl Kernel {
     /// Whether process `pid` ignores `sig` (explicitly, or by default).
     fn ignores(&self, pid: Pid, sig: i32) -> bool {
-        let Some(p) = self.procs.get(&pid) else { return true };
+        let Some(p) = self.procs.get(&pid) else {
+            return true;
+        };
         let act = p.actions.borrow()[sig as usize];
         act.handler == SIG_IGN || (act.handler == SIG_DFL && default_action(sig) != Default_::Term)
     }
@@ -16,7 +18,9 @@ impl Kernel {
     /// ignored signal is discarded; otherwise a thread not blocking it gets it.
     pub(super) fn send_signal(&mut self, pid: Pid, info: SigInfo) {
         let sig = info.signo;
-        let Some(p) = self.procs.get(&pid) else { return };
+        let Some(p) = self.procs.get(&pid) else {
+            return;
+        };
         if p.zombie.is_some() || p.threads.is_empty() {
             return;
         }
@@ -38,7 +42,9 @@ impl Kernel {
 
     /// Queues `info` on task `tid` and makes sure the task notices.
     pub(super) fn send_to_task(&mut self, tid: Pid, info: SigInfo) {
-        let Some(t) = self.tasks.get_mut(&tid) else { return };
+        let Some(t) = self.tasks.get_mut(&tid) else {
+            return;
+        };
         t.pending.entry(info.signo).or_insert(info);
         if t.mask & bit(info.signo) != 0 {
             return;
@@ -51,17 +57,23 @@ impl Kernel {
 
     /// Whether `tid` has a pending signal it does not block.
     pub(super) fn has_deliverable(&self, tid: Pid) -> bool {
-        let Some(t) = self.tasks.get(&tid) else { return false };
+        let Some(t) = self.tasks.get(&tid) else {
+            return false;
+        };
         t.pending.keys().any(|&s| t.mask & bit(s) == 0)
     }
 
     /// Whether the signal about to be delivered to `tid` has SA_RESTART.
     pub(super) fn next_signal_restarts(&self, tid: Pid) -> bool {
-        let Some(t) = self.tasks.get(&tid) else { return false };
+        let Some(t) = self.tasks.get(&tid) else {
+            return false;
+        };
         let Some(&sig) = t.pending.keys().find(|&&s| t.mask & bit(s) == 0) else {
             return false;
         };
-        let Ok(p) = self.proc_of(tid) else { return false };
+        let Ok(p) = self.proc_of(tid) else {
+            return false;
+        };
         let act = p.actions.borrow()[sig as usize];
         act.flags & signal::SA_RESTART != 0
     }
@@ -70,7 +82,9 @@ impl Kernel {
     /// sets up a handler frame. Returns false if the task is gone.
     pub(super) fn deliver(&mut self, tid: Pid) -> Result<bool, SentryError> {
         loop {
-            let Some(t) = self.tasks.get_mut(&tid) else { return Ok(false) };
+            let Some(t) = self.tasks.get_mut(&tid) else {
+                return Ok(false);
+            };
             let mask = t.mask;
             let Some(&sig) = t.pending.keys().find(|&&s| mask & bit(s) == 0) else {
                 if let Some(m) = t.saved_mask.take() {
@@ -92,9 +106,15 @@ impl Kernel {
                 },
                 _ => {}
             }
-            let t = self.tasks.get_mut(&tid).ok_or(SentryError::Wait(nix::errno::Errno::ESRCH))?;
+            let t = self
+                .tasks
+                .get_mut(&tid)
+                .ok_or(SentryError::Wait(nix::errno::Errno::ESRCH))?;
             let old_mask = t.saved_mask.take().unwrap_or(t.mask);
-            let alt = if act.flags & signal::SA_ONSTACK != 0 && !t.altstack.disabled && t.altstack.size > 0 {
+            let alt = if act.flags & signal::SA_ONSTACK != 0
+                && !t.altstack.disabled
+                && t.altstack.size > 0
+            {
                 Some((t.altstack.sp, t.altstack.size))
             } else {
                 None
@@ -106,7 +126,10 @@ impl Kernel {
                 return Ok(false);
             }
             tracee.set_regs(&regs)?;
-            let t = self.tasks.get_mut(&tid).ok_or(SentryError::Wait(nix::errno::Errno::ESRCH))?;
+            let t = self
+                .tasks
+                .get_mut(&tid)
+                .ok_or(SentryError::Wait(nix::errno::Errno::ESRCH))?;
             t.mask |= act.mask;
             if act.flags & signal::SA_NODEFER == 0 {
                 t.mask |= bit(sig);

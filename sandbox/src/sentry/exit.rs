@@ -48,7 +48,11 @@ impl Kernel {
                 sid: pid,
                 threads: vec![pid],
                 fds,
-                cwd: if spec.cwd.is_empty() { "/".into() } else { spec.cwd.clone() },
+                cwd: if spec.cwd.is_empty() {
+                    "/".into()
+                } else {
+                    spec.cwd.clone()
+                },
                 umask: 0o022,
                 actions: Rc::new(RefCell::new([Default::default(); NSIG])),
                 zombie: None,
@@ -68,7 +72,9 @@ impl Kernel {
 
     /// Ends one thread; the last one ends its process with `code`.
     pub(super) fn exit_thread(&mut self, tid: Pid, code: i32) {
-        let Some(t) = self.tasks.get(&tid) else { return };
+        let Some(t) = self.tasks.get(&tid) else {
+            return;
+        };
         let tgid = t.tgid;
         let live = self.procs.get(&tgid).map_or(0, |p| p.threads.len());
         if live <= 1 {
@@ -98,7 +104,9 @@ impl Kernel {
     /// Ends process `pid`: kills its threads, closes its files, makes it a zombie for its
     /// parent (or reaps it), hands its children to init and wakes waiters.
     pub(super) fn exit_process(&mut self, pid: Pid, how: Exit) {
-        let Some(p) = self.procs.get_mut(&pid) else { return };
+        let Some(p) = self.procs.get_mut(&pid) else {
+            return;
+        };
         if p.zombie.is_some() {
             return;
         }

@@ -114,7 +114,11 @@ impl<'a> Elf<'a> {
                 memsz: u64_at(self.data, o + 40)?,
                 prot,
             };
-            if s.filesz > s.memsz || s.offset.checked_add(s.filesz).map_or(true, |e| e > self.data.len() as u64) {
+            if s.filesz > s.memsz
+                || s.offset
+                    .checked_add(s.filesz)
+                    .map_or(true, |e| e > self.data.len() as u64)
+            {
                 return Err(Errno::ENOEXEC);
             }
             out.push(s);
@@ -175,7 +179,12 @@ fn map_image(t: &Tracee, elf: &Elf, data: &[u8], bias: u64) -> Result<u64, Errno
     for s in elf.segments()? {
         let start = page_down(s.vaddr + bias);
         let stop = page_up(s.vaddr + bias + s.memsz);
-        map_fixed(t, start, stop - start, (libc::PROT_READ | libc::PROT_WRITE) as u64)?;
+        map_fixed(
+            t,
+            start,
+            stop - start,
+            (libc::PROT_READ | libc::PROT_WRITE) as u64,
+        )?;
         let bytes = &data[s.offset as usize..(s.offset + s.filesz) as usize];
         mem::write(t.pid, s.vaddr + bias, bytes)?;
         if s.prot != (libc::PROT_READ | libc::PROT_WRITE) as u64 {
@@ -191,7 +200,12 @@ fn bias_for(elf: &Elf, base: u64) -> Result<u64, Errno> {
     if !elf.dynamic {
         return Ok(0);
     }
-    let low = elf.segments()?.iter().map(|s| page_down(s.vaddr)).min().unwrap_or(0);
+    let low = elf
+        .segments()?
+        .iter()
+        .map(|s| page_down(s.vaddr))
+        .min()
+        .unwrap_or(0);
     Ok(base - low)
 }
 
@@ -278,9 +292,33 @@ pub fn load(t: &Tracee, img: &Image, regs: &mut Regs) -> Result<Loaded, Errno> {
 
 fn zero_regs() -> Regs {
     Regs {
-        r15: 0, r14: 0, r13: 0, r12: 0, rbp: 0, rbx: 0, r11: 0, r10: 0, r9: 0, r8: 0, rax: 0,
-        rcx: 0, rdx: 0, rsi: 0, rdi: 0, orig_rax: 0, rip: 0, cs: 0, eflags: 0, rsp: 0, ss: 0,
-        fs_base: 0, gs_base: 0, ds: 0, es: 0, fs: 0, gs: 0,
+        r15: 0,
+        r14: 0,
+        r13: 0,
+        r12: 0,
+        rbp: 0,
+        rbx: 0,
+        r11: 0,
+        r10: 0,
+        r9: 0,
+        r8: 0,
+        rax: 0,
+        rcx: 0,
+        rdx: 0,
+        rsi: 0,
+        rdi: 0,
+        orig_rax: 0,
+        rip: 0,
+        cs: 0,
+        eflags: 0,
+        rsp: 0,
+        ss: 0,
+        fs_base: 0,
+        gs_base: 0,
+        ds: 0,
+        es: 0,
+        fs: 0,
+        gs: 0,
     }
 }
 
@@ -330,7 +368,10 @@ pub fn shebang(data: &[u8]) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
     let line: &[u8] = line.trim_ascii();
     let mut it = line.splitn(2, |b| *b == b' ' || *b == b'\t');
     let interp = it.next().filter(|i| !i.is_empty())?.to_vec();
-    let arg = it.next().map(|a| a.trim_ascii().to_vec()).filter(|a| !a.is_empty());
+    let arg = it
+        .next()
+        .map(|a| a.trim_ascii().to_vec())
+        .filter(|a| !a.is_empty());
     Some((interp, arg))
 }
 
@@ -346,7 +387,9 @@ mod tests {
 
     #[test]
     fn parses_a_real_static_binary() {
-        let Ok(data) = std::fs::read("/bin/busybox") else { return };
+        let Ok(data) = std::fs::read("/bin/busybox") else {
+            return;
+        };
         let elf = Elf::parse(&data).expect("busybox parses");
         assert!(!elf.segments().expect("segments").is_empty());
         assert!(elf.entry != 0);

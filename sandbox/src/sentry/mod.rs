@@ -63,6 +63,9 @@ pub struct InitSpec {
     pub gid: u32,
     /// The UTS hostname.
     pub hostname: String,
+    /// Bind mounts: (destination in the sandbox, host source), served read-only by the
+    /// gofer.
+    pub binds: Vec<(String, std::path::PathBuf)>,
 }
 
 /// A FUTEX_WAIT in progress.

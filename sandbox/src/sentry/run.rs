@@ -38,7 +38,10 @@ impl Kernel {
         let path = self.resolve_argv0(pid, &spec.argv, &spec.env);
         let mut regs = tracee.regs()?;
         self.exec_image(pid, &path, argv, envp, &mut regs)
-            .map_err(|(errno, _)| SentryError::Load { path: path.clone(), errno })?;
+            .map_err(|(errno, _)| SentryError::Load {
+                path: path.clone(),
+                errno,
+            })?;
         tracee.set_regs(&regs)?;
         Ok(())
     }
@@ -122,7 +125,11 @@ impl Kernel {
         };
         let borrowed: Vec<BorrowedFd> = host_fds.iter().map(|&fd| borrow(fd)).collect();
         let mut pfds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
-        pfds.extend(borrowed.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)));
+        pfds.extend(
+            borrowed
+                .iter()
+                .map(|fd| PollFd::new(*fd, PollFlags::POLLIN)),
+        );
         match poll(&mut pfds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => return Err(SentryError::Wait(e)),
@@ -137,8 +144,12 @@ impl Kernel {
     }
 
     fn host_event(&mut self, st: WaitStatus) -> Result<(), SentryError> {
-        let Some((hpid, ev)) = classify(st) else { return Ok(()) };
-        let Some(&tid) = self.host.get(&hpid.as_raw()) else { return Ok(()) };
+        let Some((hpid, ev)) = classify(st) else {
+            return Ok(());
+        };
+        let Some(&tid) = self.host.get(&hpid.as_raw()) else {
+            return Ok(());
+        };
         if let Some(t) = self.tasks.get_mut(&tid) {
             t.running = false;
         }
@@ -168,7 +179,9 @@ impl Kernel {
     /// A synchronous host signal (a fault) becomes the same signal for the task, forced:
     /// blocked or ignored, it kills the process, as Linux's force_sig does.
     fn fault(&mut self, tid: Pid, sig: i32) -> Result<(), SentryError> {
-        let t = self.tracee(tid).map_err(|_| SentryError::Wait(Errno::ESRCH))?;
+        let t = self
+            .tracee(tid)
+            .map_err(|_| SentryError::Wait(Errno::ESRCH))?;
         let regs = t.regs()?;
         let info = super::signal::SigInfo {
             signo: sig,
@@ -349,7 +362,11 @@ impl Kernel {
 
 /// Turns a workload path into a normalized absolute one, against the caller's cwd.
 pub fn vfs_path(k: &Kernel, pid: Pid, path: &[u8]) -> Result<String, Errno> {
-    let cwd = k.procs.get(&pid).map(|p| p.cwd.clone()).unwrap_or_else(|| "/".into());
+    let cwd = k
+        .procs
+        .get(&pid)
+        .map(|p| p.cwd.clone())
+        .unwrap_or_else(|| "/".into());
     super::vfs::normalize(&cwd, path)
 }
 

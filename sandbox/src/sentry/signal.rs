@@ -63,7 +63,10 @@ impl SigAction {
     /// The 32-byte kernel layout.
     pub fn to_bytes(self) -> [u8; 32] {
         let mut b = [0u8; 32];
-        for (i, v) in [self.handler, self.flags, self.restorer, self.mask].iter().enumerate() {
+        for (i, v) in [self.handler, self.flags, self.restorer, self.mask]
+            .iter()
+            .enumerate()
+        {
             b[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
         }
         b
@@ -183,7 +186,11 @@ pub fn setup_frame(
     // cs, gs, fs, ss as 16-bit fields.
     let segs = [regs.cs as u16, 0, 0, regs.ss as u16];
     for (i, s) in segs.iter().enumerate() {
-        put(&mut buf, uc + UC_MCONTEXT + 144 + i as u64 * 2, &s.to_le_bytes());
+        put(
+            &mut buf,
+            uc + UC_MCONTEXT + 144 + i as u64 * 2,
+            &s.to_le_bytes(),
+        );
     }
     put(&mut buf, uc + UC_MCONTEXT + 168, &mask.to_le_bytes()); // oldmask
     put(&mut buf, uc + UC_MCONTEXT + 184, &fp_addr.to_le_bytes()); // fpstate
@@ -198,7 +205,8 @@ pub fn setup_frame(
     regs.rdx = uc;
     regs.rax = 0;
     regs.eflags &= !(0x100 | 0x400); // TF, DF
-    t.set_fpregs(&FpRegs::default()).map_err(|_| Errno::EFAULT)?;
+    t.set_fpregs(&FpRegs::default())
+        .map_err(|_| Errno::EFAULT)?;
     Ok(())
 }
 
@@ -214,9 +222,23 @@ pub fn restore_frame(t: &Tracee, regs: &mut Regs) -> Result<u64, Errno> {
     };
     let (cs, ss) = (regs.cs, regs.ss);
     let f = [
-        &mut regs.r8, &mut regs.r9, &mut regs.r10, &mut regs.r11, &mut regs.r12, &mut regs.r13,
-        &mut regs.r14, &mut regs.r15, &mut regs.rdi, &mut regs.rsi, &mut regs.rbp, &mut regs.rbx,
-        &mut regs.rdx, &mut regs.rax, &mut regs.rcx, &mut regs.rsp, &mut regs.rip,
+        &mut regs.r8,
+        &mut regs.r9,
+        &mut regs.r10,
+        &mut regs.r11,
+        &mut regs.r12,
+        &mut regs.r13,
+        &mut regs.r14,
+        &mut regs.r15,
+        &mut regs.rdi,
+        &mut regs.rsi,
+        &mut regs.rbp,
+        &mut regs.rbx,
+        &mut regs.rdx,
+        &mut regs.rax,
+        &mut regs.rcx,
+        &mut regs.rsp,
+        &mut regs.rip,
     ];
     for (i, r) in f.into_iter().enumerate() {
         *r = g(i);

@@ -153,8 +153,14 @@ fn proc(rest: &str, view: &ProcView) -> Option<Node> {
                 .iter()
                 .map(|p| (p.pid.to_string(), libc::DT_DIR))
                 .collect();
-            for f in ["self", "meminfo", "uptime", "version", "mounts", "cpuinfo", "stat"] {
-                let k = if f == "self" { libc::DT_LNK } else { libc::DT_REG };
+            for f in [
+                "self", "meminfo", "uptime", "version", "mounts", "cpuinfo", "stat",
+            ] {
+                let k = if f == "self" {
+                    libc::DT_LNK
+                } else {
+                    libc::DT_REG
+                };
                 names.push((f.to_string(), k));
             }
             let refs: Vec<(&str, u8)> = names.iter().map(|(n, k)| (n.as_str(), *k)).collect();
@@ -170,13 +176,27 @@ fn proc(rest: &str, view: &ProcView) -> Option<Node> {
             let v = format!("{SYSNAME} version {RELEASE} (hull-sandbox) {VERSION}\n");
             return Some(reg(12, v.into_bytes()));
         }
-        "mounts" => return Some(reg(13, b"none / hullfs rw 0 0\nproc /proc proc rw 0 0\n".to_vec())),
-        "cpuinfo" => return Some(reg(14, b"processor\t: 0\nvendor_id\t: hull-sandbox\n\n".to_vec())),
+        "mounts" => {
+            return Some(reg(
+                13,
+                b"none / hullfs rw 0 0\nproc /proc proc rw 0 0\n".to_vec(),
+            ))
+        }
+        "cpuinfo" => {
+            return Some(reg(
+                14,
+                b"processor\t: 0\nvendor_id\t: hull-sandbox\n\n".to_vec(),
+            ))
+        }
         "stat" => return Some(reg(15, b"cpu  0 0 0 0 0 0 0 0 0 0\nbtime 0\n".to_vec())),
         _ => {}
     }
     let (pid_s, sub) = rest.split_once('/').unwrap_or((rest, ""));
-    let pid: i32 = if pid_s == "self" { view.self_pid } else { pid_s.parse().ok()? };
+    let pid: i32 = if pid_s == "self" {
+        view.self_pid
+    } else {
+        pid_s.parse().ok()?
+    };
     let p = view.procs.iter().find(|p| p.pid == pid)?;
     pid_node(p, sub)
 }
@@ -258,7 +278,10 @@ mod tests {
 
     #[test]
     fn proc_self_points_at_the_caller() {
-        let v = ProcView { self_pid: 7, ..ProcView::default() };
+        let v = ProcView {
+            self_pid: 7,
+            ..ProcView::default()
+        };
         match lookup("/proc/self", &v) {
             Some(Ok(Node::SynthLink(t))) => assert_eq!(t, b"7"),
             _ => panic!("no /proc/self"),

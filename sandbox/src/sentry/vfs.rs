@@ -115,6 +115,8 @@ pub struct Vfs {
     /// What /proc shows; the kernel refreshes it before resolving a path under /proc.
     pub proc: super::synth::ProcView,
     upper: BTreeMap<String, Upper>,
+    /// Bind-mount destinations: read-only in stage 1 (writes there fail with EROFS).
+    binds: Vec<String>,
     next_ino: u64,
     now: i64,
 }
@@ -150,7 +152,7 @@ pub fn split(path: &str) -> (&str, &str) {
 
 impl Vfs {
     /// A file system over the gofer's rootfs.
-    pub fn new(gofer: Client) -> Self {
+    pub fn new(gofer: Client, binds: Vec<String>) -> Self {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
@@ -159,9 +161,24 @@ impl Vfs {
             gofer,
             proc: Default::default(),
             upper: BTreeMap::new(),
+            binds,
             next_ino: 1 << 40,
             now,
         }
+    }
+
+    /// EROFS for a path on a bind mount (they are read-only views of host files).
+    fn writable(&self, path: &str) -> Result<(), Errno> {
+        let under = |d: &String| {
+            path == d
+                || path
+                    .strip_prefix(d.as_str())
+                    .is_some_and(|r| r.starts_with('/'))
+        };
+        if self.binds.iter().any(under) {
+            return Err(Errno::EROFS);
+        }
+        Ok(())
     }
 
     fn ino(&mut self) -> u64 {
@@ -266,6 +283,9 @@ impl Vfs {
         let acc = flags & libc::O_ACCMODE;
         let writing = acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
         let nofollow = flags & libc::O_NOFOLLOW != 0;
+        if writing || flags & libc::O_CREAT != 0 {
+            self.writable(path)?;
+        }
         let found = match self.lookup(path, nofollow) {
             Ok(f) => Some(f),
             Err(Errno::ENOENT) if flags & libc::O_CREAT != 0 => None,
@@ -368,9 +388,15 @@ impl Vfs {
                 names.insert(e.name.clone(), (e.ino, e.kind));
             }
         }
-        let prefix = if path == "/" { "/".to_string() } else { format!("{path}/") };
+        let prefix = if path == "/" {
+            "/".to_string()
+        } else {
+            format!("{path}/")
+        };
         for (p, u) in self.upper.range(prefix.clone()..) {
-            let Some(rest) = p.strip_prefix(&prefix) else { break };
+            let Some(rest) = p.strip_prefix(&prefix) else {
+                break;
+            };
             if rest.is_empty() || rest.contains('/') {
                 continue;
             }
@@ -386,15 +412,28 @@ impl Vfs {
             }
         }
         let mut out = vec![
-            Dirent { ino: 1, kind: libc::DT_DIR, name: b".".to_vec() },
-            Dirent { ino: 1, kind: libc::DT_DIR, name: b"..".to_vec() },
+            Dirent {
+                ino: 1,
+                kind: libc::DT_DIR,
+                name: b".".to_vec(),
+            },
+            Dirent {
+                ino: 1,
+                kind: libc::DT_DIR,
+                name: b"..".to_vec(),
+            },
         ];
-        out.extend(names.into_iter().map(|(name, (ino, kind))| Dirent { ino, kind, name }));
+        out.extend(
+            names
+                .into_iter()
+                .map(|(name, (ino, kind))| Dirent { ino, kind, name }),
+        );
         Ok(out)
     }
 
     /// mkdir(2).
     pub fn mkdir(&mut self, path: &str, mode: u32) -> Result<(), Errno> {
+        self.writable(path)?;
         if self.lookup(path, true).is_ok() {
             return Err(Errno::EEXIST);
         }
@@ -418,6 +457,7 @@ impl Vfs {
 
     /// unlink(2) (`dir` false) or rmdir(2) (`dir` true).
     pub fn remove(&mut self, path: &str, dir: bool) -> Result<(), Errno> {
+        self.writable(path)?;
         if path == "/" {
             return Err(Errno::EBUSY);
         }
@@ -441,6 +481,8 @@ impl Vfs {
 
     /// rename(2) of a file (directories only when they live in the upper layer alone).
     pub fn rename(&mut self, from: &str, to: &str) -> Result<(), Errno> {
+        self.writable(from)?;
+        self.writable(to)?;
         let (node, _) = self.lookup(from, true)?;
         let node = match node {
             Node::Upper(u) => u,
@@ -556,7 +598,11 @@ fn read_host_dir(fd: &OwnedFd) -> Result<Vec<Dirent>, Errno> {
             Some(nix::dir::Type::BlockDevice) => libc::DT_BLK,
             None => libc::DT_UNKNOWN,
         };
-        out.push(Dirent { ino: e.ino(), kind, name });
+        out.push(Dirent {
+            ino: e.ino(),
+            kind,
+            name,
+        });
     }
     Ok(out)
 }
@@ -581,7 +627,13 @@ mod tests {
 
     #[test]
     fn stat_bytes_follow_the_x86_64_layout() {
-        let s = Stat { ino: 7, mode: 0o100644, size: 10, nlink: 1, ..Stat::default() };
+        let s = Stat {
+            ino: 7,
+            mode: 0o100644,
+            size: 10,
+            nlink: 1,
+            ..Stat::default()
+        };
         let b = s.to_bytes();
         assert_eq!(u64::from_le_bytes(b[8..16].try_into().unwrap()), 7);
         assert_eq!(u32::from_le_bytes(b[24..28].try_into().unwrap()), 0o100644);

@@ -65,7 +65,14 @@ fn at_path_bytes(k: &mut Kernel, ctx: &Ctx, dirfd: i32, raw: &[u8]) -> Result<St
     Ok(path)
 }
 
-fn do_open(k: &mut Kernel, ctx: &Ctx, dirfd: i32, addr: u64, flags: i32, mode: u32) -> Result<Sys, Errno> {
+fn do_open(
+    k: &mut Kernel,
+    ctx: &Ctx,
+    dirfd: i32,
+    addr: u64,
+    flags: i32,
+    mode: u32,
+) -> Result<Sys, Errno> {
     if flags & libc::O_TMPFILE == libc::O_TMPFILE {
         return Err(Errno::EOPNOTSUPP);
     }
@@ -75,7 +82,10 @@ fn do_open(k: &mut Kernel, ctx: &Ctx, dirfd: i32, addr: u64, flags: i32, mode: u
     let kept = flags & (libc::O_ACCMODE | libc::O_APPEND | libc::O_NONBLOCK | libc::O_PATH);
     let f = OpenFile { flags: kept, ..f };
     let cloexec = flags & libc::O_CLOEXEC != 0;
-    let n = k.proc_of_mut(ctx.tid)?.fds.install(Rc::new(RefCell::new(f)), cloexec, 0)?;
+    let n = k
+        .proc_of_mut(ctx.tid)?
+        .fds
+        .install(Rc::new(RefCell::new(f)), cloexec, 0)?;
     ok(n)
 }
 
@@ -240,7 +250,11 @@ pub fn statx(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
 
 fn do_access(k: &mut Kernel, ctx: &Ctx, dirfd: i32, addr: u64, flags: i32) -> Result<Sys, Errno> {
     let st = stat_at(k, ctx, dirfd, addr, flags & libc::AT_SYMLINK_NOFOLLOW)?;
-    let mode = ctx.args.a[if dirfd == AT_FDCWD && ctx.args.nr == libc::SYS_access { 1 } else { 2 }];
+    let mode = ctx.args.a[if dirfd == AT_FDCWD && ctx.args.nr == libc::SYS_access {
+        1
+    } else {
+        2
+    }];
     if mode & libc::X_OK as u64 != 0 && st.kind() == libc::S_IFREG && st.mode & 0o111 == 0 {
         return Err(Errno::EACCES);
     }
@@ -256,14 +270,22 @@ pub fn faccessat(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
 }
 
 pub fn faccessat2(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
-    do_access(k, ctx, ctx.args.a[0] as i32, ctx.args.a[1], ctx.args.a[3] as i32)
+    do_access(
+        k,
+        ctx,
+        ctx.args.a[0] as i32,
+        ctx.args.a[1],
+        ctx.args.a[3] as i32,
+    )
 }
 
 pub fn getdents64(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
     let (n, addr, count) = (fd(ctx, 0), ctx.args.a[1], ctx.args.a[2] as usize);
     let f = k.proc_of(ctx.tid)?.fds.file(n)?;
     let mut f = f.borrow_mut();
-    let FileKind::Dir(entries) = &f.kind else { return Err(Errno::ENOTDIR) };
+    let FileKind::Dir(entries) = &f.kind else {
+        return Err(Errno::ENOTDIR);
+    };
     let mut out = Vec::new();
     let mut idx = f.offset as usize;
     while let Some(e) = entries.get(idx) {
@@ -312,7 +334,13 @@ pub fn chdir(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
 }
 
 pub fn fchdir(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
-    let path = k.proc_of(ctx.tid)?.fds.file(fd(ctx, 0))?.borrow().path.clone();
+    let path = k
+        .proc_of(ctx.tid)?
+        .fds
+        .file(fd(ctx, 0))?
+        .borrow()
+        .path
+        .clone();
     set_cwd(k, ctx, path)
 }
 
@@ -328,7 +356,13 @@ pub fn mkdir(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
 }
 
 pub fn mkdirat(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
-    do_mkdir(k, ctx, ctx.args.a[0] as i32, ctx.args.a[1], ctx.args.a[2] as u32)
+    do_mkdir(
+        k,
+        ctx,
+        ctx.args.a[0] as i32,
+        ctx.args.a[1],
+        ctx.args.a[2] as u32,
+    )
 }
 
 fn do_remove(k: &mut Kernel, ctx: &Ctx, dirfd: i32, addr: u64, dir: bool) -> Result<Sys, Errno> {
@@ -350,7 +384,14 @@ pub fn unlinkat(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
     do_remove(k, ctx, ctx.args.a[0] as i32, ctx.args.a[1], dir)
 }
 
-fn do_rename(k: &mut Kernel, ctx: &Ctx, fd1: i32, p1: u64, fd2: i32, p2: u64) -> Result<Sys, Errno> {
+fn do_rename(
+    k: &mut Kernel,
+    ctx: &Ctx,
+    fd1: i32,
+    p1: u64,
+    fd2: i32,
+    p2: u64,
+) -> Result<Sys, Errno> {
     let from = at_path(k, ctx, fd1, p1)?;
     let to = at_path(k, ctx, fd2, p2)?;
     if from != to {
@@ -376,7 +417,14 @@ pub fn renameat2(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
     do_rename(k, ctx, a[0] as i32, a[1], a[2] as i32, a[3])
 }
 
-fn do_readlink(k: &mut Kernel, ctx: &Ctx, dirfd: i32, addr: u64, buf: u64, len: u64) -> Result<Sys, Errno> {
+fn do_readlink(
+    k: &mut Kernel,
+    ctx: &Ctx,
+    dirfd: i32,
+    addr: u64,
+    buf: u64,
+    len: u64,
+) -> Result<Sys, Errno> {
     let path = at_path(k, ctx, dirfd, addr)?;
     let t = k.vfs.readlink(&path)?;
     let n = t.len().min(len as usize);
@@ -423,7 +471,13 @@ pub fn fchmodat(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
 }
 
 pub fn fchmod(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
-    let path = k.proc_of(ctx.tid)?.fds.file(fd(ctx, 0))?.borrow().path.clone();
+    let path = k
+        .proc_of(ctx.tid)?
+        .fds
+        .file(fd(ctx, 0))?
+        .borrow()
+        .path
+        .clone();
     k.vfs.chmod(&path, ctx.args.a[1] as u32)?;
     ok(0)
 }

@@ -41,7 +41,14 @@ impl Kernel {
     }
 }
 
-fn wait(k: &mut Kernel, ctx: &Ctx, addr: u64, val: u32, bits: u32, abs: bool) -> Result<Sys, Errno> {
+fn wait(
+    k: &mut Kernel,
+    ctx: &Ctx,
+    addr: u64,
+    val: u32,
+    bits: u32,
+    abs: bool,
+) -> Result<Sys, Errno> {
     let mm = k.proc_of(ctx.tid)?.mm;
     let tid = ctx.tid;
     let queued = k.futex.iter().any(|w| w.tid == tid);
@@ -56,7 +63,10 @@ fn wait(k: &mut Kernel, ctx: &Ctx, addr: u64, val: u32, bits: u32, abs: bool) ->
             return Err(Errno::ETIMEDOUT);
         }
         if queued {
-            return Ok(Sys::Block(Wait { deadline: ctx.deadline, ..Wait::default() }));
+            return Ok(Sys::Block(Wait {
+                deadline: ctx.deadline,
+                ..Wait::default()
+            }));
         }
     }
     if k.task(tid)?.futex_woken {
@@ -76,14 +86,27 @@ fn wait(k: &mut Kernel, ctx: &Ctx, addr: u64, val: u32, bits: u32, abs: bool) ->
     } else {
         let d = super::misc::read_timespec(k, ctx, timeout)?;
         Some(if abs {
-            let now = super::misc::now_since(if ctx.args.a[1] & FUTEX_CLOCK_REALTIME != 0 { libc::CLOCK_REALTIME } else { libc::CLOCK_MONOTONIC });
+            let now = super::misc::now_since(if ctx.args.a[1] & FUTEX_CLOCK_REALTIME != 0 {
+                libc::CLOCK_REALTIME
+            } else {
+                libc::CLOCK_MONOTONIC
+            });
             Instant::now() + d.saturating_sub(now)
         } else {
             Instant::now() + d
         })
     };
-    k.futex.push(FutexWaiter { mm, addr, tid, bitset: bits });
-    Ok(Sys::Block(Wait { deadline, restartable: true, ..Wait::default() }))
+    k.futex.push(FutexWaiter {
+        mm,
+        addr,
+        tid,
+        bitset: bits,
+    });
+    Ok(Sys::Block(Wait {
+        deadline,
+        restartable: true,
+        ..Wait::default()
+    }))
 }
 
 pub fn futex(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
@@ -156,7 +179,11 @@ fn wake_op(k: &mut Kernel, ctx: &Ctx, mm: u64, addr2: u64, enc: u64) -> Result<u
         5 => (old as i32) >= cmparg as i32,
         _ => return Err(Errno::ENOSYS),
     };
-    Ok(if hit { k.futex_wake(mm, addr2, ctx.args.a[3] as usize, u32::MAX) } else { 0 })
+    Ok(if hit {
+        k.futex_wake(mm, addr2, ctx.args.a[3] as usize, u32::MAX)
+    } else {
+        0
+    })
 }
 
 pub fn set_robust_list(_k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {

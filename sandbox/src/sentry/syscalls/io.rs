@@ -119,7 +119,11 @@ pub fn write_file(file: &FileRef, data: &[u8], at: Option<u64>) -> Result<Io<usi
     match &f.kind {
         FileKind::Upper(d) => {
             let mut d = d.borrow_mut();
-            let off = if append { d.len() } else { at.unwrap_or(f.offset) as usize };
+            let off = if append {
+                d.len()
+            } else {
+                at.unwrap_or(f.offset) as usize
+            };
             if off > 1 << 34 {
                 return Err(Errno::EFBIG);
             }
@@ -176,7 +180,14 @@ pub fn write_file(file: &FileRef, data: &[u8], at: Option<u64>) -> Result<Io<usi
     }
 }
 
-fn do_read(k: &mut Kernel, ctx: &Ctx, fdn: i32, buf: u64, n: usize, at: Option<u64>) -> Result<Sys, Errno> {
+fn do_read(
+    k: &mut Kernel,
+    ctx: &Ctx,
+    fdn: i32,
+    buf: u64,
+    n: usize,
+    at: Option<u64>,
+) -> Result<Sys, Errno> {
     let file = k.proc_of(ctx.tid)?.fds.file(fdn)?;
     match read_file(&file, n.min(MAX_IO), at)? {
         Io::Done(data) => {
@@ -187,7 +198,13 @@ fn do_read(k: &mut Kernel, ctx: &Ctx, fdn: i32, buf: u64, n: usize, at: Option<u
     }
 }
 
-fn do_write(k: &mut Kernel, ctx: &Ctx, fdn: i32, data: &[u8], at: Option<u64>) -> Result<Sys, Errno> {
+fn do_write(
+    k: &mut Kernel,
+    ctx: &Ctx,
+    fdn: i32,
+    data: &[u8],
+    at: Option<u64>,
+) -> Result<Sys, Errno> {
     let file = k.proc_of(ctx.tid)?.fds.file(fdn)?;
     match write_file(&file, data, at) {
         Ok(Io::Done(n)) => ok(n),
@@ -262,7 +279,11 @@ pub fn writev(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
     let pid = hpid(k, ctx)?;
     let mut data = Vec::new();
     for (base, len) in iovecs(k, ctx, a[1], a[2])? {
-        data.extend(mem::read_vec(pid, base, len.min(MAX_IO - data.len().min(MAX_IO)))?);
+        data.extend(mem::read_vec(
+            pid,
+            base,
+            len.min(MAX_IO - data.len().min(MAX_IO)),
+        )?);
     }
     do_write(k, ctx, fd(ctx, 0), &data, None)
 }
@@ -304,7 +325,12 @@ fn make_pipe(k: &mut Kernel, ctx: &Ctx, addr: u64, flags: i32) -> Result<Sys, Er
             kind: FileKind::Pipe(PipeEnd::new(&pipe, write)),
             path: format!("pipe:[{}]", Rc::as_ptr(&pipe) as usize % 100000),
             offset: 0,
-            flags: nb | if write { libc::O_WRONLY } else { libc::O_RDONLY },
+            flags: nb
+                | if write {
+                    libc::O_WRONLY
+                } else {
+                    libc::O_RDONLY
+                },
             stat: crate::sentry::vfs::Stat {
                 mode: libc::S_IFIFO | 0o600,
                 nlink: 1,
@@ -406,14 +432,18 @@ fn readiness(f: &OpenFile, want: i16) -> i16 {
                 0
             }
         }
-        FileKind::Stdio(h) => {
-            host_ready(*h, PollFlags::from_bits_truncate(want)).bits()
-        }
+        FileKind::Stdio(h) => host_ready(*h, PollFlags::from_bits_truncate(want)).bits(),
         _ => all,
     }
 }
 
-fn do_poll(k: &mut Kernel, ctx: &Ctx, addr: u64, n: u64, timeout: Option<Duration>) -> Result<Sys, Errno> {
+fn do_poll(
+    k: &mut Kernel,
+    ctx: &Ctx,
+    addr: u64,
+    n: u64,
+    timeout: Option<Duration>,
+) -> Result<Sys, Errno> {
     if n > 1024 {
         return Err(Errno::EINVAL);
     }
@@ -441,9 +471,7 @@ fn do_poll(k: &mut Kernel, ctx: &Ctx, addr: u64, n: u64, timeout: Option<Duratio
         c[6..8].copy_from_slice(&rev.to_le_bytes());
         ready += (rev != 0) as i64;
     }
-    let deadline = ctx
-        .deadline
-        .or_else(|| timeout.map(|t| Instant::now() + t));
+    let deadline = ctx.deadline.or_else(|| timeout.map(|t| Instant::now() + t));
     let expired = deadline.is_some_and(|d| Instant::now() >= d);
     if ready == 0 && !expired {
         return Ok(Sys::Block(Wait {
@@ -478,7 +506,11 @@ pub fn sendfile(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
     let p = k.proc_of(ctx.tid)?;
     let (src, dst) = (p.fds.file(in_fd as i32)?, p.fds.file(out_fd as i32)?);
     let h = hpid(k, ctx)?;
-    let at = if off_ptr != 0 { Some(mem::read_u64(h, off_ptr)?) } else { None };
+    let at = if off_ptr != 0 {
+        Some(mem::read_u64(h, off_ptr)?)
+    } else {
+        None
+    };
     let data = match read_file(&src, (count as usize).min(MAX_IO), at)? {
         Io::Done(d) => d,
         Io::Block(w) => return Ok(Sys::Block(w)),

@@ -58,11 +58,18 @@ fn sleep_until(ctx: &Ctx, d: Duration, rem: u64, k: &Kernel) -> Result<Sys, Errn
         }
         return ok(0);
     }
-    Ok(Sys::Block(Wait { deadline: Some(deadline), ..Wait::default() }))
+    Ok(Sys::Block(Wait {
+        deadline: Some(deadline),
+        ..Wait::default()
+    }))
 }
 
 pub fn nanosleep(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
-    let d = if ctx.deadline.is_some() { Duration::ZERO } else { read_timespec(k, ctx, ctx.args.a[0])? };
+    let d = if ctx.deadline.is_some() {
+        Duration::ZERO
+    } else {
+        read_timespec(k, ctx, ctx.args.a[0])?
+    };
     sleep_until(ctx, d, ctx.args.a[1], k)
 }
 
@@ -73,20 +80,32 @@ pub fn clock_nanosleep(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
         return sleep_until(ctx, Duration::ZERO, rem, k);
     }
     let d = read_timespec(k, ctx, req)?;
-    let d = if flags as i32 & libc::TIMER_ABSTIME != 0 { d.saturating_sub(now_since(clock)) } else { d };
+    let d = if flags as i32 & libc::TIMER_ABSTIME != 0 {
+        d.saturating_sub(now_since(clock))
+    } else {
+        d
+    };
     sleep_until(ctx, d, rem, k)
 }
 
 pub fn clock_gettime(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
     let clock = check_clock(ctx.args.a[0])?;
-    mem::write(hpid(k, ctx)?, ctx.args.a[1], &timespec_bytes(now_since(clock)))?;
+    mem::write(
+        hpid(k, ctx)?,
+        ctx.args.a[1],
+        &timespec_bytes(now_since(clock)),
+    )?;
     ok(0)
 }
 
 pub fn clock_getres(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
     check_clock(ctx.args.a[0])?;
     if ctx.args.a[1] != 0 {
-        mem::write(hpid(k, ctx)?, ctx.args.a[1], &timespec_bytes(Duration::from_nanos(1)))?;
+        mem::write(
+            hpid(k, ctx)?,
+            ctx.args.a[1],
+            &timespec_bytes(Duration::from_nanos(1)),
+        )?;
     }
     ok(0)
 }
@@ -115,7 +134,14 @@ pub fn time(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
 
 pub fn uname(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
     let mut b = [0u8; 65 * 6];
-    let fields = [synth::SYSNAME, &k.hostname, synth::RELEASE, synth::VERSION, "x86_64", "(none)"];
+    let fields = [
+        synth::SYSNAME,
+        &k.hostname,
+        synth::RELEASE,
+        synth::VERSION,
+        "x86_64",
+        "(none)",
+    ];
     for (i, f) in fields.iter().enumerate() {
         let n = f.len().min(64);
         b[i * 65..i * 65 + n].copy_from_slice(&f.as_bytes()[..n]);
@@ -152,9 +178,17 @@ pub fn sched_getaffinity(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
         return Err(Errno::EINVAL);
     }
     // Not available_parallelism: it reads /sys, which the confined Sentry cannot open.
-    let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).map_err(|_| Errno::EINVAL)?;
-    let cpus = (0..64).filter(|&c| set.is_set(c).unwrap_or(false)).count().max(1);
-    let mask: u64 = if cpus == 64 { u64::MAX } else { (1 << cpus) - 1 };
+    let set =
+        nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).map_err(|_| Errno::EINVAL)?;
+    let cpus = (0..64)
+        .filter(|&c| set.is_set(c).unwrap_or(false))
+        .count()
+        .max(1);
+    let mask: u64 = if cpus == 64 {
+        u64::MAX
+    } else {
+        (1 << cpus) - 1
+    };
     mem::write(hpid(k, ctx)?, ctx.args.a[2], &mask.to_le_bytes())?;
     ok(8)
 }

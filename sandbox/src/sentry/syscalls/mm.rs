@@ -77,7 +77,10 @@ pub fn mmap(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
     } else {
         let f = k.proc_of(ctx.tid)?.fds.file(fdn as i32)?;
         let fl = f.borrow();
-        if !matches!(fl.kind, FileKind::Host(_) | FileKind::Upper(_) | FileKind::Zero) {
+        if !matches!(
+            fl.kind,
+            FileKind::Host(_) | FileKind::Upper(_) | FileKind::Zero
+        ) {
             return Err(Errno::ENODEV);
         }
         if fl.flags & libc::O_ACCMODE == libc::O_WRONLY {
@@ -103,9 +106,17 @@ pub fn mmap(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
         host_flags
     };
     let t = k.tracee(ctx.tid)?;
-    let first_prot = if file.is_some() { prot | libc::PROT_WRITE as u64 } else { prot };
+    let first_prot = if file.is_some() {
+        prot | libc::PROT_WRITE as u64
+    } else {
+        prot
+    };
     let hint = if fixed { addr } else { addr & !(PAGE - 1) };
-    let got = stub(&t, libc::SYS_mmap, [hint, len, first_prot, host_flags as u64, u64::MAX, 0])?;
+    let got = stub(
+        &t,
+        libc::SYS_mmap,
+        [hint, len, first_prot, host_flags as u64, u64::MAX, 0],
+    )?;
     if check_range(got, len).is_err() {
         let _ = stub(&t, libc::SYS_munmap, [got, len, 0, 0, 0, 0]);
         return Err(Errno::ENOMEM);
@@ -177,7 +188,11 @@ pub fn madvise(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
         // These change what the workload reads back, so they must really happen.
         libc::MADV_DONTNEED | libc::MADV_FREE => {
             let t = k.tracee(ctx.tid)?;
-            let a = if advice as i32 == libc::MADV_FREE { libc::MADV_DONTNEED } else { advice as i32 };
+            let a = if advice as i32 == libc::MADV_FREE {
+                libc::MADV_DONTNEED
+            } else {
+                advice as i32
+            };
             ok(stub(&t, libc::SYS_madvise, [addr, len, a as u64, 0, 0, 0])? as i64)
         }
         libc::MADV_NORMAL
@@ -202,7 +217,11 @@ pub fn mremap(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
         check_range(new_addr, new_len)?;
     }
     let t = k.tracee(ctx.tid)?;
-    let got = stub(&t, libc::SYS_mremap, [old, old_len, new_len, flags, new_addr, 0])?;
+    let got = stub(
+        &t,
+        libc::SYS_mremap,
+        [old, old_len, new_len, flags, new_addr, 0],
+    )?;
     if check_range(got, new_len).is_err() {
         return Err(Errno::ENOMEM);
     }
@@ -221,12 +240,20 @@ pub fn brk(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
     if new_top > old_top {
         let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE) as u64;
         let prot = (libc::PROT_READ | libc::PROT_WRITE) as u64;
-        let r = stub(&t, libc::SYS_mmap, [old_top, new_top - old_top, prot, flags, u64::MAX, 0]);
+        let r = stub(
+            &t,
+            libc::SYS_mmap,
+            [old_top, new_top - old_top, prot, flags, u64::MAX, 0],
+        );
         if r.is_err() {
             return ok(b.cur as i64);
         }
     } else if new_top < old_top {
-        stub(&t, libc::SYS_munmap, [new_top, old_top - new_top, 0, 0, 0, 0])?;
+        stub(
+            &t,
+            libc::SYS_munmap,
+            [new_top, old_top - new_top, 0, 0, 0, 0],
+        )?;
     }
     k.proc_of_mut(ctx.tid)?.brk.cur = want;
     ok(want as i64)

@@ -210,7 +210,10 @@ fn lookup(nr: i64) -> Option<&'static Entry> {
 
 /// The name of syscall `nr`, for logs.
 pub fn name(nr: i64) -> String {
-    lookup(nr).map_or_else(|| format!("syscall_{nr}"), |e| e.name.trim_start_matches("SYS_").to_string())
+    lookup(nr).map_or_else(
+        || format!("syscall_{nr}"),
+        |e| e.name.trim_start_matches("SYS_").to_string(),
+    )
 }
 
 /// Serves one syscall.

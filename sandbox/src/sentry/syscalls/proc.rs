@@ -16,7 +16,15 @@ pub const VFORK_WAIT: i64 = -2;
 
 const CLONE_THREADISH: u64 = (libc::CLONE_VM | libc::CLONE_THREAD | libc::CLONE_SIGHAND) as u64;
 
-fn do_clone(k: &mut Kernel, ctx: &mut Ctx, flags: u64, sp: u64, ptid: u64, ctid: u64, tls: u64) -> Result<Sys, Errno> {
+fn do_clone(
+    k: &mut Kernel,
+    ctx: &mut Ctx,
+    flags: u64,
+    sp: u64,
+    ptid: u64,
+    ctid: u64,
+    tls: u64,
+) -> Result<Sys, Errno> {
     let supported = (libc::CLONE_VM
         | libc::CLONE_FS
         | libc::CLONE_FILES
@@ -44,14 +52,22 @@ fn do_clone(k: &mut Kernel, ctx: &mut Ctx, flags: u64, sp: u64, ptid: u64, ctid:
         .stub_call_forking(libc::SYS_clone, [host_flags, 0, 0, 0, 0, 0])
         .map_err(|_| Errno::EAGAIN)?;
     let Some(child) = child else {
-        return Err(if r < 0 { Errno::from_raw(-r as i32) } else { Errno::EAGAIN });
+        return Err(if r < 0 {
+            Errno::from_raw(-r as i32)
+        } else {
+            Errno::EAGAIN
+        });
     };
     let tid = k.alloc_pid();
     let tgid = k.task(ctx.tid)?.tgid;
     let mask = k.task(ctx.tid)?.mask;
     if thread {
         k.add_task(tid, tgid, child, mask);
-        k.procs.get_mut(&tgid).ok_or(Errno::ESRCH)?.threads.push(tid);
+        k.procs
+            .get_mut(&tgid)
+            .ok_or(Errno::ESRCH)?
+            .threads
+            .push(tid);
     } else {
         let mm = k.alloc_mm();
         let p = k.procs.get(&tgid).ok_or(Errno::ESRCH)?;
@@ -77,7 +93,11 @@ fn do_clone(k: &mut Kernel, ctx: &mut Ctx, flags: u64, sp: u64, ptid: u64, ctid:
             children: Vec::new(),
         };
         k.procs.insert(tid, np);
-        k.procs.get_mut(&tgid).ok_or(Errno::ESRCH)?.children.push(tid);
+        k.procs
+            .get_mut(&tgid)
+            .ok_or(Errno::ESRCH)?
+            .children
+            .push(tid);
         k.add_task(tid, tid, child, mask);
     }
     let mut cregs: Regs = ctx.regs;
@@ -114,7 +134,9 @@ fn do_clone(k: &mut Kernel, ctx: &mut Ctx, flags: u64, sp: u64, ptid: u64, ctid:
 pub fn vfork_wait(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
     let child = ctx.args.a[0] as Pid;
     match k.procs.get(&child) {
-        Some(p) if p.vfork_parent == Some(ctx.tid) && p.zombie.is_none() => Ok(Sys::Block(Wait::default())),
+        Some(p) if p.vfork_parent == Some(ctx.tid) && p.zombie.is_none() => {
+            Ok(Sys::Block(Wait::default()))
+        }
         _ => ok(child),
     }
 }
@@ -129,7 +151,15 @@ pub fn fork(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
 }
 
 pub fn vfork(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
-    do_clone(k, ctx, (libc::CLONE_VFORK | libc::SIGCHLD) as u64, 0, 0, 0, 0)
+    do_clone(
+        k,
+        ctx,
+        (libc::CLONE_VFORK | libc::SIGCHLD) as u64,
+        0,
+        0,
+        0,
+        0,
+    )
 }
 
 impl Kernel {
@@ -142,7 +172,11 @@ impl Kernel {
         if st.mode & 0o111 == 0 {
             return Err(Errno::EACCES);
         }
-        let f = Rc::new(std::cell::RefCell::new(self.vfs.open(path, libc::O_RDONLY, 0)?));
+        let f = Rc::new(std::cell::RefCell::new(self.vfs.open(
+            path,
+            libc::O_RDONLY,
+            0,
+        )?));
         let mut out = Vec::new();
         loop {
             match super::io::read_file(&f, 1 << 20, None)? {
@@ -185,7 +219,12 @@ impl Kernel {
             }
             None => None,
         };
-        Ok(Loadable { data, interp, exe, argv })
+        Ok(Loadable {
+            data,
+            interp,
+            exe,
+            argv,
+        })
     }
 
     /// Replaces process `pid`'s image with `path`. The error's flag says whether the old
@@ -199,7 +238,8 @@ impl Kernel {
         regs: &mut Regs,
     ) -> Result<(), (Errno, bool)> {
         let l = self.exec_load(pid, path, argv).map_err(|e| (e, false))?;
-        self.exec_commit(pid, path, l, envp, regs).map_err(|e| (e, true))
+        self.exec_commit(pid, path, l, envp, regs)
+            .map_err(|e| (e, true))
     }
 
     fn exec_commit(
@@ -265,7 +305,13 @@ struct Loadable {
     argv: Vec<Vec<u8>>,
 }
 
-fn do_execve(k: &mut Kernel, ctx: &mut Ctx, path: String, argv: u64, envp: u64) -> Result<Sys, Errno> {
+fn do_execve(
+    k: &mut Kernel,
+    ctx: &mut Ctx,
+    path: String,
+    argv: u64,
+    envp: u64,
+) -> Result<Sys, Errno> {
     let pid = hpid(k, ctx)?;
     let argv = mem::read_strv(pid, argv)?;
     let envp = mem::read_strv(pid, envp)?;
@@ -315,7 +361,9 @@ pub fn exit_group(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
 /// Finds a child of the caller matching `sel` (wait4's pid argument); returns
 /// (pid, exit) of a zombie, or whether any child matches at all.
 fn find_child(k: &Kernel, tgid: Pid, sel: i64) -> (Option<(Pid, Exit)>, bool) {
-    let Some(me) = k.procs.get(&tgid) else { return (None, false) };
+    let Some(me) = k.procs.get(&tgid) else {
+        return (None, false);
+    };
     let mut any = false;
     for &c in &me.children {
         let Some(cp) = k.procs.get(&c) else { continue };
@@ -339,7 +387,10 @@ fn find_child(k: &Kernel, tgid: Pid, sel: i64) -> (Option<(Pid, Exit)>, bool) {
 pub fn wait4(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
     let [sel, status, options, rusage, ..] = ctx.args.a;
     let options = options as i32;
-    if options & !(libc::WNOHANG | libc::WUNTRACED | libc::WCONTINUED | libc::__WALL | libc::__WCLONE) != 0 {
+    if options
+        & !(libc::WNOHANG | libc::WUNTRACED | libc::WCONTINUED | libc::__WALL | libc::__WCLONE)
+        != 0
+    {
         return Err(Errno::EINVAL);
     }
     let tgid = k.task(ctx.tid)?.tgid;
@@ -453,7 +504,11 @@ pub fn getresgid(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
 
 pub fn setid(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
     let p = k.proc_of(ctx.tid)?;
-    let cur = if ctx.args.nr == libc::SYS_setuid { p.uid } else { p.gid };
+    let cur = if ctx.args.nr == libc::SYS_setuid {
+        p.uid
+    } else {
+        p.gid
+    };
     if ctx.args.a[0] as u32 == cur {
         ok(0)
     } else {
@@ -505,7 +560,9 @@ pub fn setpgid(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
 
 pub fn setsid(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
     let me = k.task(ctx.tid)?.tgid;
-    if k.procs.values().any(|p| p.pgid == me && p.pid != me) || k.procs[&me].pgid == me && k.procs[&me].sid == me {
+    if k.procs.values().any(|p| p.pgid == me && p.pid != me)
+        || k.procs[&me].pgid == me && k.procs[&me].sid == me
+    {
         return Err(Errno::EPERM);
     }
     let p = k.procs.get_mut(&me).ok_or(Errno::ESRCH)?;
@@ -539,7 +596,11 @@ pub fn arch_prctl(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
             Ok(Sys::Regs)
         }
         GET_FS | GET_GS => {
-            let v = if code == GET_FS { ctx.regs.fs_base } else { ctx.regs.gs_base };
+            let v = if code == GET_FS {
+                ctx.regs.fs_base
+            } else {
+                ctx.regs.gs_base
+            };
             mem::write(hpid(k, ctx)?, addr, &v.to_le_bytes())?;
             ok(0)
         }

@@ -42,7 +42,10 @@ pub fn kill(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
         return ok(0);
     }
     for t in targets {
-        if t == 1 && k.procs[&1].actions.borrow()[sig as usize].handler == signal::SIG_DFL && me != 1 {
+        if t == 1
+            && k.procs[&1].actions.borrow()[sig as usize].handler == signal::SIG_DFL
+            && me != 1
+        {
             // Like Linux's pid-namespace init, the sandbox's init gets only signals it handles.
             continue;
         }
@@ -51,7 +54,13 @@ pub fn kill(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
     ok(0)
 }
 
-fn thread_kill(k: &mut Kernel, ctx: &Ctx, tgid: Option<Pid>, tid: Pid, sig: u64) -> Result<Sys, Errno> {
+fn thread_kill(
+    k: &mut Kernel,
+    ctx: &Ctx,
+    tgid: Option<Pid>,
+    tid: Pid,
+    sig: u64,
+) -> Result<Sys, Errno> {
     if sig as usize >= NSIG {
         return Err(Errno::EINVAL);
     }
@@ -108,7 +117,8 @@ pub fn rt_sigaction(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
     if let Some(a) = new {
         p.actions.borrow_mut()[sig as usize] = a;
         if a.handler == signal::SIG_IGN
-            || (a.handler == signal::SIG_DFL && signal::default_action(sig) != signal::Default_::Term)
+            || (a.handler == signal::SIG_DFL
+                && signal::default_action(sig) != signal::Default_::Term)
         {
             let threads = p.threads.clone();
             for t in threads {
