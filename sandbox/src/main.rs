@@ -56,6 +56,27 @@ enum Cmd {
         detach: bool,
         id: String,
     },
+    /// Runs a new process in a running sandbox (on the Sentry, like init).
+    Exec {
+        #[arg(long)]
+        cwd: Option<String>,
+        #[arg(long, short)]
+        env: Vec<String>,
+        #[arg(long, short)]
+        tty: bool,
+        #[arg(long)]
+        console_socket: Option<PathBuf>,
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
+        #[arg(long, short)]
+        detach: bool,
+        /// A runtime-spec process JSON instead of ARGS.
+        #[arg(long, short)]
+        process: Option<PathBuf>,
+        id: String,
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
     /// Prints a sandbox's state as JSON.
     State { id: String },
     /// Sends a signal to the sandbox's init (SIGKILL ends the sandbox).
@@ -149,6 +170,29 @@ fn dispatch(cli: &Cli) -> Res {
             detach,
             id,
         } => return run(root, bundle, pid_file.as_deref(), *detach, id),
+        Cmd::Exec {
+            cwd,
+            env,
+            tty,
+            console_socket,
+            pid_file,
+            detach,
+            process,
+            id,
+            args,
+        } => {
+            if *tty || console_socket.is_some() {
+                return Err(
+                    "exec: a terminal (--tty, --console-socket) is not supported by hull-sandbox"
+                        .into(),
+                );
+            }
+            if *detach {
+                return Err("exec: --detach is not supported by hull-sandbox".into());
+            }
+            let req = exec_request(root, id, cwd.as_deref(), env, process.as_deref(), args)?;
+            return Ok(ops::exec(root, id, &req, pid_file.as_deref())? as u8);
+        }
         Cmd::State { id } => println!(
             "{}",
             serde_json::to_string_pretty(&ops::state_json(root, id)?)?
@@ -231,4 +275,44 @@ fn run_do(rootfs: &Path, args: &[String]) -> Res {
     };
     let exit = hull_sandbox::boot::run(rootfs, &spec, Box::new(std::io::stderr()))?;
     Ok(exit.shell_code() as u8)
+}
+
+/// The process `exec` starts: from `--process` or the arguments, with the container's
+/// environment (from its config) plus `--env`.
+fn exec_request(
+    root: &Path,
+    id: &str,
+    cwd: Option<&str>,
+    env: &[String],
+    process: Option<&Path>,
+    args: &[String],
+) -> Result<hull_sandbox::sentry::ExecRequest, Box<dyn std::error::Error>> {
+    if let Some(p) = process {
+        let data = std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()))?;
+        let proc: oci_spec::runtime::Process =
+            serde_json::from_slice(&data).map_err(|e| format!("parsing {}: {e}", p.display()))?;
+        if proc.terminal().unwrap_or(false) {
+            return Err("exec: process.terminal is not supported by hull-sandbox".into());
+        }
+        return Ok(hull_sandbox::sentry::ExecRequest {
+            args: proc.args().clone().unwrap_or_default(),
+            env: proc.env().clone().unwrap_or_default(),
+            cwd: proc.cwd().display().to_string(),
+        });
+    }
+    if args.is_empty() {
+        return Err("exec: no command given".into());
+    }
+    let rec = hull_sandbox::cli::state::load(root, id)?;
+    let spec = oci_spec::runtime::Spec::load(rec.bundle.join("config.json"))?;
+    let sp = spec.process().clone().unwrap_or_default();
+    let mut all = sp.env().clone().unwrap_or_default();
+    all.extend(env.iter().cloned());
+    Ok(hull_sandbox::sentry::ExecRequest {
+        args: args.to_vec(),
+        env: all,
+        cwd: cwd
+            .map(str::to_string)
+            .unwrap_or_else(|| sp.cwd().display().to_string()),
+    })
 }

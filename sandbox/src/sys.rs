@@ -195,10 +195,12 @@ pub fn own_fd(fd: RawFd) -> std::os::fd::OwnedFd {
     unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
 }
 
-/// Borrows one of the Sentry's stdio descriptors for a poll.
+/// Borrows a host descriptor for one poll or read: the Sentry's stdio, or one an open
+/// file or the control socket holds while the call runs.
 pub fn borrow_fd(fd: RawFd) -> std::os::fd::BorrowedFd<'static> {
-    // SAFETY: only called with host fds 0, 1 and 2, which the Sentry keeps open for its
-    // whole life and never closes.
+    // SAFETY: callers use the borrow only for the single call they make at once, while the
+    // owner (the Sentry's stdio, an open file of a parked task, the control socket) holds
+    // the descriptor open; a number reused after a close would only cause a spurious wake.
     unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
 }
 

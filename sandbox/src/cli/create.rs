@@ -358,14 +358,18 @@ fn spawn(plan: &Plan, cg: &hull::cgroups::Cgroup) -> Result<i32, CreateError> {
             drop(wr);
             let mut lines = BufReader::new(std::fs::File::from(rd)).lines();
             let _ = nix::sys::wait::waitpid(child, None);
-            let mut pid = 0;
+            // The intermediate's "pid" and the Sentry's "ok" may come in either order.
+            let (mut pid, mut ok) = (0, false);
             for line in lines.by_ref() {
                 let line = line.unwrap_or_default();
                 if let Some(p) = line.strip_prefix("pid ") {
                     pid = p.trim().parse().unwrap_or(0);
                 } else if let Some(e) = line.strip_prefix("err ") {
                     return Err(CreateError::Sandbox(e.to_string()));
-                } else if line == "ok" && pid > 0 {
+                } else if line == "ok" {
+                    ok = true;
+                }
+                if ok && pid > 0 {
                     return Ok(pid);
                 }
             }

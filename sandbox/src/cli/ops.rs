@@ -36,6 +36,9 @@ pub enum OpError {
         #[source]
         source: nix::errno::Errno,
     },
+    /// The Sentry refused the exec.
+    #[error("exec: {0}")]
+    Exec(String),
     /// Removing the cgroup failed.
     #[error("removing the cgroup")]
     Cgroup(#[from] hull::cgroups::CgroupError),
@@ -182,4 +185,73 @@ pub fn wait_exit(pid: i32) -> i32 {
             Err(_) => return 255,
         }
     }
+}
+
+/// `exec`: starts `req` in a running sandbox through the Sentry's control socket, with
+/// this process's stdio; returns its exit code.
+pub fn exec(
+    root: &Path,
+    id: &str,
+    req: &crate::sentry::ExecRequest,
+    pid_file: Option<&Path>,
+) -> Result<i32, OpError> {
+    use nix::sys::socket::{
+        connect, sendmsg, socket, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType,
+        UnixAddr,
+    };
+    use std::io::{BufRead, IoSlice};
+    let rec = state::load(root, id)?;
+    let st = state::status(root, &rec);
+    if st != Status::Running {
+        return Err(OpError::Status {
+            id: id.into(),
+            status: st.as_str(),
+            why: "exec needs a running container",
+        });
+    }
+    let dir = state::dir(root, id)?;
+    let sys = |what: &str| {
+        let what = format!("{what} {}", state::control(&dir).display());
+        move |source| OpError::Sys { what, source }
+    };
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(sys("socket for"))?;
+    // Relative to the directory: the full path may not fit a socket address.
+    nix::unistd::chdir(&dir).map_err(sys("entering the directory of"))?;
+    connect(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &UnixAddr::new("control.sock").map_err(sys("naming"))?,
+    )
+    .map_err(sys("connecting to"))?;
+    if let Some(p) = pid_file {
+        std::fs::write(p, std::process::id().to_string()).map_err(|e| OpError::Sys {
+            what: format!("writing {}", p.display()),
+            source: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        })?;
+    }
+    let body = serde_json::to_vec(req).unwrap_or_default();
+    let fds = [0, 1, 2];
+    sendmsg::<()>(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &[IoSlice::new(&body)],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map_err(sys("sending the request to"))?;
+    let mut line = String::new();
+    let _ = std::io::BufReader::new(std::fs::File::from(fd)).read_line(&mut line);
+    let line = line.trim();
+    if let Some(code) = line.strip_prefix("exit ") {
+        return Ok(code.parse().unwrap_or(255));
+    }
+    let msg = line
+        .strip_prefix("err ")
+        .unwrap_or("the sandbox closed the connection");
+    Err(OpError::Exec(msg.to_string()))
 }

@@ -69,10 +69,13 @@ fn setup(plan: &Plan) -> Result<(crate::sentry::Kernel, OwnedFd), String> {
         .append(true)
         .open(&log_path)
         .map_err(|e| format!("opening {}: {e}", log_path.display()))?;
+    let control = listen(&plan.dir)?;
     let mut kernel =
         crate::boot::prepare(&plan.rootfs, &plan.init, Box::new(log)).map_err(|e| chain(&e))?;
     confine::empty_root().map_err(|e| chain(&e))?;
     kernel.spawn_init(&plan.init).map_err(|e| chain(&e))?;
+    let zygote = crate::platform::Tracee::new_address_space().map_err(|e| chain(&e))?;
+    kernel.set_control(control, zygote);
     crate::sys::catch_signals(&crate::sentry::FORWARDED)
         .map_err(|e| format!("signal handlers: {e}"))?;
     confine::apply_allowlist().map_err(|e| chain(&e))?;
@@ -97,4 +100,31 @@ fn wait_start(fifo: &OwnedFd) -> Result<(), nix::errno::Errno> {
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Binds the control socket (mode 0600) in the state directory. The name is relative to
+/// the directory, as its full path may exceed the 108 bytes of a socket address.
+fn listen(dir: &std::path::Path) -> Result<OwnedFd, String> {
+    use nix::sys::socket::{
+        bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
+    };
+    let fail = |what: &str, e: nix::errno::Errno| {
+        format!("{what} {}: {e}", super::state::control(dir).display())
+    };
+    nix::unistd::chdir(dir).map_err(|e| fail("entering the directory of", e))?;
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )
+    .map_err(|e| fail("creating", e))?;
+    let addr = UnixAddr::new("control.sock").map_err(|e| fail("naming", e))?;
+    let old = nix::sys::stat::umask(Mode::from_bits_truncate(0o177));
+    let r = bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr);
+    nix::sys::stat::umask(old);
+    r.map_err(|e| fail("binding", e))?;
+    listen(&fd, Backlog::new(16).unwrap_or(Backlog::MAXCONN))
+        .map_err(|e| fail("listening on", e))?;
+    Ok(fd)
 }

@@ -120,6 +120,7 @@ impl Kernel {
             self.remove_task(tid);
         }
         let _ = vfork_parent;
+        self.report_exec_exit(pid, how);
         if pid == 1 {
             self.init_exit = Some(how);
             return;

@@ -84,8 +84,8 @@ pub enum FileKind {
     Dir(Vec<Dirent>),
     /// A pipe end.
     Pipe(PipeEnd),
-    /// One of the container's stdio descriptors (host fd 0, 1 or 2).
-    Stdio(i32),
+    /// A host descriptor the sandbox was given for I/O: the container's stdio, or an exec's.
+    Stdio(Rc<OwnedFd>),
     /// /dev/null.
     Null,
     /// /dev/zero.

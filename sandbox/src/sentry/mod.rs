@@ -13,6 +13,7 @@ pub mod syscalls;
 pub mod task;
 pub mod vfs;
 
+mod control;
 mod deliver;
 mod exit;
 mod run;
@@ -26,6 +27,7 @@ use nix::errno::Errno;
 use crate::platform::{PlatformError, Tracee};
 use task::{Pid, Process, Task};
 
+pub use control::ExecRequest;
 pub use run::FORWARDED;
 pub use task::Exit;
 
@@ -91,6 +93,12 @@ pub struct Kernel {
     init_exit: Option<Exit>,
     hostname: String,
     boot: Instant,
+    /// The control socket (exec), listening.
+    control: Option<std::os::fd::OwnedFd>,
+    /// An empty address space kept stopped, to fork exec'd processes from.
+    zygote: Option<Tracee>,
+    /// Exec'd processes and their clients' connections.
+    exec_clients: HashMap<Pid, std::os::fd::OwnedFd>,
     /// Log every syscall and its result (like `strace`), for debugging workloads.
     pub strace: bool,
     /// Counts of syscalls served, by number (for `--stats`).
@@ -114,6 +122,9 @@ impl Kernel {
             hostname,
             boot: Instant::now(),
             counts: BTreeMap::new(),
+            control: None,
+            zygote: None,
+            exec_clients: HashMap::new(),
             strace: std::env::var_os("HULL_SANDBOX_STRACE").is_some(),
         }
     }

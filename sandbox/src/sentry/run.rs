@@ -46,7 +46,7 @@ impl Kernel {
         Ok(())
     }
 
-    fn resolve_argv0(&mut self, pid: Pid, argv: &[String], env: &[String]) -> String {
+    pub(super) fn resolve_argv0(&mut self, pid: Pid, argv: &[String], env: &[String]) -> String {
         let a0 = argv.first().cloned().unwrap_or_default();
         if a0.contains('/') {
             return a0;
@@ -123,7 +123,12 @@ impl Kernel {
                 PollTimeout::from(ms.max(if d > now { 1 } else { 0 }))
             }
         };
-        let borrowed: Vec<BorrowedFd> = host_fds.iter().map(|&fd| borrow(fd)).collect();
+        let control = self.control_fds();
+        let borrowed: Vec<BorrowedFd> = host_fds
+            .iter()
+            .chain(&control)
+            .map(|&fd| borrow(fd))
+            .collect();
         let mut pfds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
         pfds.extend(
             borrowed
@@ -133,6 +138,16 @@ impl Kernel {
         match poll(&mut pfds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => return Err(SentryError::Wait(e)),
+        }
+        let ready: Vec<i32> = pfds[1 + host_fds.len()..]
+            .iter()
+            .zip(&control)
+            .filter(|(p, _)| p.revents().is_some_and(|r| !r.is_empty()))
+            .map(|(_, &fd)| fd)
+            .collect();
+        drop(pfds);
+        if !ready.is_empty() {
+            self.poll_control(&ready);
         }
         while let Ok(Some(si)) = sfd.read_signal() {
             let sig = si.ssi_signo as i32;

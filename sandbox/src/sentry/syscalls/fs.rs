@@ -15,11 +15,20 @@ use crate::sentry::Kernel;
 const AT_FDCWD: i32 = libc::AT_FDCWD;
 const PATH_MAX: usize = 4096;
 
-/// The initial descriptors 0, 1, 2: the container's stdio.
+/// The initial descriptors 0, 1, 2: the container's stdio (copies of the Sentry's own).
 pub fn stdio_table() -> FdTable {
+    let fds = (0..3)
+        .filter_map(|i| crate::sys::borrow_fd(i).try_clone_to_owned().ok())
+        .collect();
+    table_of(fds)
+}
+
+/// A table with `fds` (host descriptors) at 0, 1, 2.
+pub fn table_of(fds: Vec<std::os::fd::OwnedFd>) -> FdTable {
     let mut t = FdTable::default();
-    for i in 0..3 {
-        let st = nix::sys::stat::fstat(i).map(|s| Stat {
+    for (i, fd) in fds.into_iter().enumerate().take(3) {
+        let i = i as i32;
+        let st = nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(&fd)).map(|s| Stat {
             mode: s.st_mode,
             ino: s.st_ino,
             dev: s.st_dev,
@@ -28,7 +37,7 @@ pub fn stdio_table() -> FdTable {
             ..Stat::default()
         });
         let f = OpenFile {
-            kind: FileKind::Stdio(i),
+            kind: FileKind::Stdio(Rc::new(fd)),
             path: format!("/dev/fd{i}"),
             offset: 0,
             flags: libc::O_RDWR,

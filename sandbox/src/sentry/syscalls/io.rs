@@ -1,7 +1,7 @@
 //! Reading and writing open files, pipes and the container's stdio; poll; ioctl.
 
 use std::cell::RefCell;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -86,8 +86,8 @@ pub fn read_file(file: &FileRef, n: usize, at: Option<u64>) -> Result<Io<Vec<u8>
             let k = n.min(p.buf.len());
             return Ok(Io::Done(p.buf.drain(..k).collect()));
         }
-        FileKind::Stdio(h) => {
-            let h = *h;
+        FileKind::Stdio(fd) => {
+            let h = fd.as_raw_fd();
             if host_ready(h, PollFlags::POLLIN).is_empty() {
                 return block_on(&f, Some(h));
             }
@@ -160,8 +160,8 @@ pub fn write_file(file: &FileRef, data: &[u8], at: Option<u64>) -> Result<Io<usi
             p.buf.extend(&data[..k]);
             Ok(Io::Done(k))
         }
-        FileKind::Stdio(h) => {
-            let b = crate::sys::borrow_fd(*h);
+        FileKind::Stdio(fd) => {
+            let b = fd.as_fd();
             let mut done = 0;
             while done < data.len() {
                 match nix::unistd::write(b, &data[done..]) {
@@ -432,7 +432,9 @@ fn readiness(f: &OpenFile, want: i16) -> i16 {
                 0
             }
         }
-        FileKind::Stdio(h) => host_ready(*h, PollFlags::from_bits_truncate(want)).bits(),
+        FileKind::Stdio(fd) => {
+            host_ready(fd.as_raw_fd(), PollFlags::from_bits_truncate(want)).bits()
+        }
         _ => all,
     }
 }
@@ -460,8 +462,8 @@ fn do_poll(
         } else {
             match p.fds.file(fdn) {
                 Ok(f) => {
-                    if let FileKind::Stdio(h) = f.borrow().kind {
-                        host_fd.get_or_insert(h);
+                    if let FileKind::Stdio(fd) = &f.borrow().kind {
+                        host_fd.get_or_insert(fd.as_raw_fd());
                     }
                     readiness(&f.borrow(), events)
                 }
