@@ -2,15 +2,17 @@
 # Runs critest (cri-tools v1.37) against hull-cri and against Debian's containerd with runc,
 # one after the other on this machine, with the same CNI config (/etc/cni/net.d, written by
 # cni-setup.sh) and the same registry mirrors (every registry -> the local registry of
-# registry.sh, filled by images.sh), then compares the two reports.
+# registry.sh, filled by images.sh), then compares the two reports. Each daemon also gets a
+# second, Streaming-only pass with critest's -websocket-exec/-attach/-portforward, so exec,
+# attach and port-forward are compared over SPDY and over WebSocket.
 # Usage: critest-compare.sh [--bin DIR] [--no-benchmark] [--timeout DURATION]
 #   --bin           hull, hull-cri, hull-cri-monitor and hull-cri-pinns (default target/debug)
 #   --no-benchmark  skip the `critest -benchmark` runs
 #   --timeout       ginkgo's time box per conformance run (default 40m)
 # Writes:
 #   conformance/results/critest-compare.md    test | hull-cri | containerd, the reasoned skip
-#                                             list, and every test containerd passes that
-#                                             hull-cri does not
+#                                             list, every test containerd passes that
+#                                             hull-cri does not, and the WebSocket pass
 #   conformance/results/critest-benchmark.md  `critest -benchmark` figures of both (not pass/fail)
 #   conformance/results/critest-{hull-cri,containerd}.md  the per-runtime tables (critest.sh)
 # Exits 1 when a test that passes on containerd does not pass on hull-cri, 0 otherwise.
@@ -26,7 +28,7 @@ while [ $# -gt 0 ]; do
         --bin) bin=${2:?}; shift 2 ;;
         --no-benchmark) bench=0; shift ;;
         --timeout) timeout=${2:?}; shift 2 ;;
-        -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "critest-compare.sh: unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -106,6 +108,11 @@ run_one() { # label endpoint
     "$here/critest.sh" --endpoint "$ep" --runtime "$label" --skip "$skip_re" --timeout "$timeout" ||
         true # the comparison below decides
     echo $(($(date +%s) - t0)) >"$work/$label.secs"
+    remove_pods "$ep"
+    t0=$(date +%s)
+    "$here/critest.sh" --endpoint "$ep" --runtime "$label-websocket" --focus Streaming \
+        --timeout "$timeout" -- -websocket-exec -websocket-attach -websocket-portforward || true
+    echo $(($(date +%s) - t0)) >"$work/$label-websocket.secs"
     remove_pods "$ep"
     if [ $bench = 1 ]; then
         local out=$work/benchmark-$label

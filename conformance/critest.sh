@@ -2,7 +2,7 @@
 # Runs critest (cri-tools v1.37, conformance/work/bin/critest, built by tools.sh) against one
 # CRI endpoint and writes a per-test result table.
 # Usage: critest.sh [--endpoint unix://PATH] [--runtime hull-cri|containerd] [--focus RE]
-#                   [--skip RE] [--timeout DURATION] [--critest PATH]
+#                   [--skip RE] [--timeout DURATION] [--critest PATH] [-- CRITEST-FLAG...]
 #   --endpoint  the runtime and image endpoint (default unix:///run/hull/cri.sock)
 #   --runtime   the label of the run; the table goes to conformance/results/critest-<label>.md,
 #               the full ginkgo log and JSON report to conformance/work/critest/ (default hull-cri)
@@ -10,6 +10,7 @@
 #               nothing is skipped by default, so unimplemented features show up as failures)
 #   --timeout   ginkgo's time box for the whole suite (default 40m); on expiry the running test
 #               fails and the rest are reported as not run
+#   -- FLAGS    further critest flags, e.g. -websocket-exec (named in the table's header)
 # The endpoint's images must be served (conformance/registry.sh + images.sh, and mirrors in the
 # daemon's config). Exits 0 when every test that ran passed, 1 otherwise.
 set -euo pipefail
@@ -29,7 +30,8 @@ while [ $# -gt 0 ]; do
         --skip) skip=${2:?}; shift 2 ;;
         --timeout) timeout=${2:?}; shift 2 ;;
         --critest) critest=${2:?}; shift 2 ;;
-        -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --) shift; break ;;
+        -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "critest.sh: unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -47,6 +49,8 @@ args=(-runtime-endpoint "$endpoint" -image-endpoint "$endpoint"
     -ginkgo.no-color -ginkgo.v -ginkgo.timeout "$timeout" -ginkgo.json-report "$json")
 [ -n "$focus" ] && args+=(-ginkgo.focus "$focus")
 [ -n "$skip" ] && args+=(-ginkgo.skip "$skip")
+extra=("$@")
+args+=("${extra[@]}")
 
 echo "critest.sh: $critest against $endpoint ($runtime), log $log" >&2
 start=$(date +%s)
@@ -56,10 +60,10 @@ secs=$(($(date +%s) - start))
 [ -s "$json" ] || { echo "critest.sh: critest wrote no report; the end of its log:" >&2; tail -n 30 "$log" >&2; exit 1; }
 
 version=$("$critest" -version 2>/dev/null | head -n 1 || true)
-python3 - "$json" "$table" "$runtime" "$endpoint" "$secs" "$focus" "$skip" "$version" <<'PY'
+python3 - "$json" "$table" "$runtime" "$endpoint" "$secs" "$focus" "$skip" "$version" "${extra[*]}" <<'PY'
 import json, sys
 
-src, dst, runtime, endpoint, secs, focus, skip, version = sys.argv[1:9]
+src, dst, runtime, endpoint, secs, focus, skip, version, extra = sys.argv[1:10]
 suites = json.load(open(src))
 rows, counts = [], {}
 for suite in suites:
@@ -95,6 +99,8 @@ with open(dst, "w") as out:
         out.write(f", focus `{focus}`")
     if skip:
         out.write(f", skip `{skip}`")
+    if extra:
+        out.write(f", flags `{extra}`")
     out.write(".\n\n")
     out.write(", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + f" of {len(rows)}\n\n")
     out.write("| test | result | s | reason |\n|---|---|---|---|\n")

@@ -1,10 +1,11 @@
 // streamclient drives hull-cri's streaming server with the real Kubernetes Go clients
-// (client-go's remotecommand over SPDY and WebSocket, portforward over SPDY), so the
-// Rust protocol code is tested against the peers kubelet, kubectl and critest use.
+// (client-go's remotecommand over SPDY and WebSocket, portforward over SPDY and over SPDY
+// tunnelled through WebSocket), so the Rust protocol code is tested against the peers
+// kubelet, kubectl and critest use.
 //
 //	streamclient exec -url URL [-ws] [-tty] [-stdin] [-resize 24x80,30x100]
 //	    stdio is the process's; exits with the remote exit code, 100 on other errors.
-//	streamclient portforward -url URL -port N -msg TEXT
+//	streamclient portforward -url URL [-ws] -port N -msg TEXT
 //	    forwards a local port to N, sends TEXT, half-closes, prints what came back.
 package main
 
@@ -22,6 +23,7 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/tools/remotecommand"
@@ -135,16 +137,25 @@ func runPortForward(args []string) error {
 	rawURL := fs.String("url", "", "streaming URL from PortForward")
 	port := fs.Int("port", 0, "remote port")
 	msg := fs.String("msg", "", "text to send")
+	ws := fs.Bool("ws", false, "SPDY tunnelled through WebSocket (SPDY/3.1+portforward.k8s.io)")
 	_ = fs.Parse(args)
 	u, err := url.Parse(*rawURL)
 	if err != nil {
 		return err
 	}
-	transport, upgrader, err := spdy.RoundTripperFor(&rest.Config{})
-	if err != nil {
-		return err
+	var dialer httpstream.Dialer
+	if *ws {
+		dialer, err = portforward.NewSPDYOverWebsocketDialer(u, &rest.Config{})
+		if err != nil {
+			return err
+		}
+	} else {
+		transport, upgrader, err := spdy.RoundTripperFor(&rest.Config{})
+		if err != nil {
+			return err
+		}
+		dialer = spdy.NewDialer(upgrader, &http.Client{Transport: transport}, "POST", u)
 	}
-	dialer := spdy.NewDialer(upgrader, &http.Client{Transport: transport}, "POST", u)
 	stop := make(chan struct{})
 	ready := make(chan struct{})
 	fw, err := portforward.New(dialer, []string{fmt.Sprintf("0:%d", *port)}, stop, ready, io.Discard, os.Stderr)

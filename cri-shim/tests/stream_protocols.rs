@@ -1,7 +1,8 @@
 //! The streaming server against the real Go clients: client-go's remotecommand over SPDY
-//! and WebSocket, and its portforward over SPDY (conformance/streamclient, built by
-//! conformance/streamclient/build.sh). The backend runs local processes: `exec` spawns the
-//! command with pipes, or on a pty from openpty with a tty; `port_forward` dials loopback.
+//! and WebSocket, and its portforward over SPDY and tunnelled through WebSocket
+//! (conformance/streamclient, built by conformance/streamclient/build.sh). The backend runs
+//! local processes: `exec` spawns the command with pipes, or on a pty from openpty with a
+//! tty; `port_forward` dials loopback.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -345,36 +346,33 @@ async fn port_forward_echoes() {
     let s = server(Duration::from_secs(60)).await;
     let port = echo_server().await.to_string();
     let pf = |pod: &str| StreamRequest::PortForward { pod_id: pod.into() };
-    let url = s.urls.issue(pf("pod-1")).unwrap();
-    let r = run_client(
-        &bin,
-        &[
-            "portforward",
-            "-url",
-            &url,
-            "-port",
-            &port,
-            "-msg",
-            "ping-pong",
-        ],
-        b"",
-    )
-    .await;
-    assert_eq!(
-        (r.code, r.stdout.as_str()),
-        (Some(0), "ping-pong"),
-        "{}",
-        r.stderr
-    );
-    // A pod the backend does not know: the error stream says so.
-    let url = s.urls.issue(pf("pod-2")).unwrap();
-    let r = run_client(
-        &bin,
-        &["portforward", "-url", &url, "-port", &port, "-msg", "x"],
-        b"",
-    )
-    .await;
-    assert!(r.stderr.contains("pod pod-2 not found"), "{}", r.stderr);
+    // SPDY, then SPDY tunnelled through WebSocket (critest's -websocket-portforward).
+    for ws in [false, true] {
+        let url = s.urls.issue(pf("pod-1")).unwrap();
+        let mut args = vec!["portforward", "-url", &url, "-port", &port];
+        if ws {
+            args.push("-ws");
+        }
+        let r = run_client(&bin, &[&args[..], &["-msg", "ping-pong"]].concat(), b"").await;
+        assert_eq!(
+            (r.code, r.stdout.as_str()),
+            (Some(0), "ping-pong"),
+            "ws={ws}: {}",
+            r.stderr
+        );
+        // A pod the backend does not know: the error stream says so.
+        let url = s.urls.issue(pf("pod-2")).unwrap();
+        let mut args = vec!["portforward", "-url", &url, "-port", &port, "-msg", "x"];
+        if ws {
+            args.push("-ws");
+        }
+        let r = run_client(&bin, &args, b"").await;
+        assert!(
+            r.stderr.contains("pod pod-2 not found"),
+            "ws={ws}: {}",
+            r.stderr
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

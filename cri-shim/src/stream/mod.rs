@@ -11,6 +11,7 @@ pub mod remotecommand;
 pub mod server;
 pub mod spdy;
 pub mod tokens;
+pub mod tunnel;
 pub mod websocket;
 
 pub use backend::{

@@ -1,7 +1,8 @@
 //! The streaming HTTP server: `/exec/<token>`, `/attach/<token>` and
 //! `/portforward/<token>`, each upgraded to SPDY/3.1 (`Upgrade: SPDY/3.1`, the protocol in
-//! `X-Stream-Protocol-Version`) or WebSocket (`Sec-WebSocket-Protocol`). A token is good
-//! for one connection; an unknown, expired or used one gets 404.
+//! `X-Stream-Protocol-Version`) or WebSocket (`Sec-WebSocket-Protocol`; port-forward
+//! tunnels SPDY through it, see tunnel.rs). A token is good for one connection; an
+//! unknown, expired or used one gets 404.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -18,9 +19,12 @@ use tokio::net::TcpListener;
 
 use super::remotecommand::{self, Op, Version, SPDY_VERSIONS, WS_VERSIONS};
 use super::tokens::{StreamRequest, TokenError, Tokens};
-use super::{portforward, spdy, websocket, Backend};
+use super::{portforward, spdy, tunnel, websocket, Backend};
 
 type Reply = Response<Full<Bytes>>;
+
+/// The WebSocket subprotocol of port-forward: SPDY's `portforward.k8s.io`, tunnelled.
+const TUNNEL_PORTFORWARD: &str = "SPDY/3.1+portforward.k8s.io";
 
 /// Hands out the URLs the Exec, Attach and PortForward RPCs return.
 pub struct StreamUrls {
@@ -230,17 +234,6 @@ fn websocket_upgrade(
     upgrade: hyper::upgrade::OnUpgrade,
     backend: Arc<dyn Backend>,
 ) -> Reply {
-    let op = match sreq {
-        StreamRequest::Exec(r) => Op::Exec(r),
-        StreamRequest::Attach(r) => Op::Attach(r),
-        StreamRequest::PortForward { .. } => {
-            return text(
-                StatusCode::BAD_REQUEST,
-                "port-forward over websocket is not supported by hull-cri; use SPDY/3.1"
-                    .to_string(),
-            )
-        }
-    };
     let Some(key) = h.get("sec-websocket-key").and_then(|k| k.to_str().ok()) else {
         return text(
             StatusCode::BAD_REQUEST,
@@ -253,10 +246,29 @@ fn websocket_upgrade(
             "unsupported Sec-WebSocket-Version (13 is spoken)".to_string(),
         );
     }
-    let names: Vec<&str> = WS_VERSIONS.iter().map(|v| v.name()).collect();
-    let chosen = match negotiate(&values(h, "sec-websocket-protocol"), &names) {
-        Ok(c) => c,
-        Err(msg) => return text(StatusCode::FORBIDDEN, msg),
+    let offered = values(h, "sec-websocket-protocol");
+    let chosen = match &sreq {
+        // Port-forward has no channel protocol of its own on WebSocket: client-go tunnels
+        // SPDY through it (tunnel.rs).
+        StreamRequest::PortForward { .. } => match negotiate(&offered, &[TUNNEL_PORTFORWARD]) {
+            Ok(Some(c)) => Some(c),
+            Ok(None) => {
+                return text(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "port-forward over websocket needs the subprotocol {TUNNEL_PORTFORWARD}"
+                    ),
+                )
+            }
+            Err(msg) => return text(StatusCode::FORBIDDEN, msg),
+        },
+        _ => {
+            let names: Vec<&str> = WS_VERSIONS.iter().map(|v| v.name()).collect();
+            match negotiate(&offered, &names) {
+                Ok(c) => c,
+                Err(msg) => return text(StatusCode::FORBIDDEN, msg),
+            }
+        }
     };
     let mut headers = vec![
         ("connection", "Upgrade".to_string()),
@@ -267,11 +279,21 @@ fn websocket_upgrade(
         headers.push(("sec-websocket-protocol", c.to_string()));
     }
     tokio::spawn(async move {
-        match upgrade.await {
-            Ok(u) => {
-                remotecommand::serve_websocket(TokioIo::new(u), version(chosen), op, backend).await
+        let io = match upgrade.await {
+            Ok(u) => TokioIo::new(u),
+            Err(e) => return tracing::debug!(error = %e, "websocket upgrade failed"),
+        };
+        match sreq {
+            StreamRequest::PortForward { pod_id } => {
+                let session = spdy::Session::start(tunnel::open(io));
+                portforward::serve_spdy(session, pod_id, backend).await
             }
-            Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
+            StreamRequest::Exec(r) => {
+                remotecommand::serve_websocket(io, version(chosen), Op::Exec(r), backend).await
+            }
+            StreamRequest::Attach(r) => {
+                remotecommand::serve_websocket(io, version(chosen), Op::Attach(r), backend).await
+            }
         }
     });
     switching(&headers)

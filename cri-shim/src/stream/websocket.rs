@@ -20,12 +20,12 @@ const MAX_MESSAGE: usize = 1 << 20;
 /// How long [`WsSession::close`] waits for the client's Close.
 const LINGER: Duration = Duration::from_secs(5);
 
-const OP_CONT: u8 = 0;
-const OP_TEXT: u8 = 1;
-const OP_BINARY: u8 = 2;
-const OP_CLOSE: u8 = 8;
-const OP_PING: u8 = 9;
-const OP_PONG: u8 = 10;
+pub(super) const OP_CONT: u8 = 0;
+pub(super) const OP_TEXT: u8 = 1;
+pub(super) const OP_BINARY: u8 = 2;
+pub(super) const OP_CLOSE: u8 = 8;
+pub(super) const OP_PING: u8 = 9;
+pub(super) const OP_PONG: u8 = 10;
 
 /// Errors of a WebSocket connection.
 #[derive(Debug, thiserror::Error)]
