@@ -214,7 +214,6 @@ fn script_subshells() {
 }
 
 #[test]
-#[ignore = "utimensat (280) is ENOSYS in the Sentry, so busybox touch fails"]
 fn script_files() {
     differential("script_files", &["/opt/script.sh", "files"], 3);
 }
@@ -235,7 +234,6 @@ fn script_traps() {
 }
 
 #[test]
-#[ignore = "utimensat (280) is ENOSYS in the Sentry, so busybox touch fails (section files)"]
 fn script_whole() {
     differential("script_whole", &["/opt/script.sh"], 3);
 }
@@ -265,7 +263,6 @@ fn procs_signals() {
 }
 
 #[test]
-#[ignore = "rt_sigtimedwait (128) is ENOSYS in the Sentry: sigwait, sigtimedwait and sigwaitinfo fail"]
 fn procs_sigwait() {
     differential("procs_sigwait", &["/opt/procs", "sigwait"], 6);
 }
@@ -276,7 +273,6 @@ fn procs_mmap() {
 }
 
 #[test]
-#[ignore = "rt_sigtimedwait (128) is ENOSYS in the Sentry (step sigwait)"]
 fn procs_whole() {
     differential("procs_whole", &["/opt/procs"], 6);
 }
@@ -431,7 +427,6 @@ fn sh_missing_command() {
 }
 
 #[test]
-#[ignore = "utimensat (280) is ENOSYS in the Sentry: touch of a new file fails"]
 fn sh_touch() {
     sh("sh_touch", "touch /tmp/t && ls /tmp", 0);
 }
@@ -447,8 +442,6 @@ fn sh_fifo() {
 }
 
 #[test]
-#[ignore = "the Sentry delivers SIGKILL/SIGTERM sent by pid 1 to itself; Linux ignores them \
-            for a pid-namespace init without a handler"]
 fn sh_init_ignores_kill() {
     sh(
         "sh_init_ignores_kill",

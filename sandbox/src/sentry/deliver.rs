@@ -14,6 +14,24 @@ impl Kernel {
         act.handler == SIG_IGN || (act.handler == SIG_DFL && default_action(sig) != Default_::Term)
     }
 
+    /// Whether the sandbox's init takes `sig` from a process of the sandbox or from the host:
+    /// as for a pid-namespace init, only signals it has a handler for, and never SIGKILL.
+    pub(super) fn init_accepts(&self, sig: i32) -> bool {
+        let Some(p) = self.procs.get(&1) else {
+            return false;
+        };
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            return false;
+        }
+        // A blocked signal is queued whatever its disposition, as Linux's sig_ignored.
+        let blocked = p
+            .threads
+            .iter()
+            .any(|t| self.tasks.get(t).is_some_and(|t| t.mask & bit(sig) != 0));
+        let h = p.actions.borrow()[sig as usize].handler;
+        blocked || (h != SIG_DFL && h != SIG_IGN)
+    }
+
     /// Sends `info` to process `pid` (kill(2) semantics): SIGKILL kills at once; an
     /// ignored signal is discarded; otherwise a thread not blocking it gets it.
     pub(super) fn send_signal(&mut self, pid: Pid, info: SigInfo) {

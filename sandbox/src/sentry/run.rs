@@ -151,7 +151,7 @@ impl Kernel {
         }
         while let Ok(Some(si)) = sfd.read_signal() {
             let sig = si.ssi_signo as i32;
-            if sig != libc::SIGCHLD && self.procs.contains_key(&1) {
+            if sig != libc::SIGCHLD && self.init_accepts(sig) {
                 self.send_signal(1, super::signal::SigInfo::user(sig, 0));
             }
         }

@@ -115,6 +115,8 @@ pub struct Vfs {
     /// What /proc shows; the kernel refreshes it before resolving a path under /proc.
     pub proc: super::synth::ProcView,
     upper: BTreeMap<String, Upper>,
+    /// Modification times set by utimensat, by path.
+    times: std::collections::HashMap<String, i64>,
     /// Bind-mount destinations: read-only in stage 1 (writes there fail with EROFS).
     binds: Vec<String>,
     next_ino: u64,
@@ -162,6 +164,7 @@ impl Vfs {
             proc: Default::default(),
             upper: BTreeMap::new(),
             binds,
+            times: Default::default(),
             next_ino: 1 << 40,
             now,
         }
@@ -255,7 +258,20 @@ impl Vfs {
 
     /// The stat of `path`.
     pub fn stat(&mut self, path: &str, nofollow: bool) -> Result<Stat, Errno> {
-        Ok(node_stat(&self.lookup(path, nofollow)?.0))
+        let (node, real) = self.lookup(path, nofollow)?;
+        let mut st = node_stat(&node);
+        if let Some(&t) = self.times.get(&real) {
+            st.mtime = t;
+        }
+        Ok(st)
+    }
+
+    /// Sets the modification time of `path` (utimensat); the host file is never touched.
+    pub fn set_mtime(&mut self, path: &str, nofollow: bool, secs: i64) -> Result<(), Errno> {
+        let (_, real) = self.lookup(path, nofollow)?;
+        self.writable(&real)?;
+        self.times.insert(real, secs);
+        Ok(())
     }
 
     /// Whether `path` exists as a directory.

@@ -497,3 +497,44 @@ pub fn umask(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
     p.umask = ctx.args.a[0] as u32 & 0o777;
     ok(old)
 }
+
+pub fn utimensat(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
+    let [dirfd, path, times, flags, ..] = ctx.args.a;
+    let flags = flags as i32;
+    if flags & !(libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let target = if path == 0 {
+        k.proc_of(ctx.tid)?
+            .fds
+            .file(dirfd as i32)?
+            .borrow()
+            .path
+            .clone()
+    } else {
+        at_path(k, ctx, dirfd as i32, path)?
+    };
+    let now = super::misc::now_since(libc::CLOCK_REALTIME).as_secs() as i64;
+    let mtime = if times == 0 {
+        Some(now)
+    } else {
+        let b = mem::read_vec(hpid(k, ctx)?, times, 32)?;
+        let sec = i64::from_le_bytes(b[16..24].try_into().unwrap_or_default());
+        match i64::from_le_bytes(b[24..32].try_into().unwrap_or_default()) {
+            libc::UTIME_OMIT => None,
+            libc::UTIME_NOW => Some(now),
+            ns if (0..1_000_000_000).contains(&ns) => Some(sec),
+            _ => return Err(Errno::EINVAL),
+        }
+    };
+    match mtime {
+        Some(t) => k
+            .vfs
+            .set_mtime(&target, flags & libc::AT_SYMLINK_NOFOLLOW != 0, t)?,
+        None => {
+            k.vfs
+                .stat(&target, flags & libc::AT_SYMLINK_NOFOLLOW != 0)?;
+        }
+    }
+    ok(0)
+}

@@ -121,6 +121,7 @@ table! {
     SYS_fchmod => fs::fchmod, Full;
     SYS_fchmodat => fs::fchmodat, Full;
     SYS_umask => fs::umask, Full;
+    SYS_utimensat => fs::utimensat, Partial("mtime only; atime is not kept");
     SYS_ftruncate => io::ftruncate, Full;
     SYS_ioctl => io::ioctl, Partial("TCGETS/TIOCGWINSZ/FIONREAD/FIOCLEX; others ENOTTY");
     SYS_poll => io::poll, Partial("pipes, stdio, files");
@@ -174,6 +175,7 @@ table! {
     SYS_rt_sigpending => sig::rt_sigpending, Full;
     SYS_sigaltstack => sig::sigaltstack, Full;
     SYS_pause => sig::pause, Full;
+    SYS_rt_sigtimedwait => sig::rt_sigtimedwait, Full;
     SYS_futex => futex::futex, Partial("WAIT/WAKE/WAIT_BITSET/WAKE_BITSET/REQUEUE; PI: ENOSYS");
     SYS_set_robust_list => futex::set_robust_list, Partial("accepted; lists not walked at exit");
     SYS_nanosleep => misc::nanosleep, Full;

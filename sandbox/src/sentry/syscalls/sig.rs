@@ -42,11 +42,7 @@ pub fn kill(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
         return ok(0);
     }
     for t in targets {
-        if t == 1
-            && k.procs[&1].actions.borrow()[sig as usize].handler == signal::SIG_DFL
-            && me != 1
-        {
-            // Like Linux's pid-namespace init, the sandbox's init gets only signals it handles.
+        if t == 1 && !k.init_accepts(sig as i32) {
             continue;
         }
         k.send_signal(t, SigInfo::user(sig as i32, me));
@@ -226,4 +222,33 @@ pub fn sigaltstack(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
         t.altstack = crate::sentry::task::AltStack { sp, size, disabled };
     }
     ok(0)
+}
+
+pub fn rt_sigtimedwait(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
+    let [set, info, timeout, size, ..] = ctx.args.a;
+    if size != 8 {
+        return Err(Errno::EINVAL);
+    }
+    let h = hpid(k, ctx)?;
+    let want = mem::read_u64(h, set)? & !UNBLOCKABLE;
+    let t = k.task_mut(ctx.tid)?;
+    if let Some(&sig) = t.pending.keys().find(|&&s| want & signal::bit(s) != 0) {
+        let si = t.pending.remove(&sig).unwrap_or_default();
+        if info != 0 {
+            mem::write(h, info, &si.to_bytes())?;
+        }
+        return ok(sig);
+    }
+    let deadline = match (ctx.deadline, timeout) {
+        (Some(d), _) => Some(d),
+        (None, 0) => None,
+        (None, t) => Some(std::time::Instant::now() + super::misc::read_timespec(k, ctx, t)?),
+    };
+    if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+        return Err(Errno::EAGAIN);
+    }
+    Ok(Sys::Block(Wait {
+        deadline,
+        ..Wait::default()
+    }))
 }
