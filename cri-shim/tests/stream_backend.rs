@@ -34,7 +34,12 @@ async fn backend(env: &Env) -> RuntimeBackend {
     let run = env.run_dir();
     let store = Arc::new(Store::open(&root).unwrap());
     let snapshots = Arc::new(Snapshots::open(&root).unwrap());
-    let handlers = Handlers::new(&BTreeMap::new(), common::hull_bin(), &run.join("runtime"));
+    let handlers = Handlers::new(
+        &BTreeMap::new(),
+        common::hull_bin(),
+        None,
+        &run.join("runtime"),
+    );
     let cni = Cni::new(env.path("cni-conf"), vec![PLUGINS.into()], root.join("cni"));
     let paths = Paths {
         root,

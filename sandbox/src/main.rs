@@ -248,8 +248,8 @@ fn list(root: &Path, format: &str, quiet: bool) -> Result<(), Box<dyn std::error
         println!("{}", serde_json::to_string(&all)?);
     } else {
         println!(
-            "{:<20} {:<8} {:<10} {:<40} {}",
-            "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+            "{:<20} {:<8} {:<10} {:<40} CREATED",
+            "ID", "PID", "STATUS", "BUNDLE"
         );
         for s in &all {
             println!(

@@ -89,30 +89,38 @@ pub fn fork_stub() -> io::Result<Pid> {
 
 /// The stub child's set-up; never returns. Only raw calls: no allocation, no locks.
 fn stub_child() -> ! {
-    // SAFETY: each call below is a plain system call on constant arguments in the freshly
-    // forked single-threaded child; the mapped page is fixed at STUB_ADDR, outside anything
-    // the child uses, and written before being made executable.
-    unsafe {
-        unregister_rseq();
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-        libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
-        let page = libc::mmap(
+    // SAFETY: we are the freshly forked, single-threaded stub child (fork_stub's contract).
+    unsafe { unregister_rseq() };
+    // SAFETY: prctl and close_range take plain integers; the child owns every fd it closes.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    // SAFETY: as above; closing all of the child's descriptors affects only the child.
+    unsafe { libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) };
+    // SAFETY: a fixed mapping at STUB_ADDR with MAP_FIXED_NOREPLACE never replaces anything
+    // the child uses; the result is checked below.
+    let page = unsafe {
+        libc::mmap(
             STUB_ADDR as *mut libc::c_void,
             STUB_LEN as usize,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
             -1,
             0,
-        );
-        if page as u64 != STUB_ADDR {
-            libc::_exit(127);
-        }
-        std::ptr::copy_nonoverlapping(STUB_CODE.as_ptr(), page as *mut u8, STUB_CODE.len());
-        libc::mprotect(page, STUB_LEN as usize, libc::PROT_READ | libc::PROT_EXEC);
-        libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0);
-        libc::raise(libc::SIGSTOP);
-        libc::_exit(127)
+        )
+    };
+    if page as u64 != STUB_ADDR {
+        // SAFETY: _exit only ends the child.
+        unsafe { libc::_exit(127) };
     }
+    // SAFETY: the page is mapped writable and STUB_LEN (4096) is larger than the code.
+    unsafe { std::ptr::copy_nonoverlapping(STUB_CODE.as_ptr(), page as *mut u8, STUB_CODE.len()) };
+    // SAFETY: changes only the protection of the page just mapped.
+    unsafe { libc::mprotect(page, STUB_LEN as usize, libc::PROT_READ | libc::PROT_EXEC) };
+    // SAFETY: PTRACE_TRACEME takes no pointers; the Sentry, our parent, becomes the tracer.
+    unsafe { libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) };
+    // SAFETY: raise stops the child for the tracer; nothing else runs in it.
+    unsafe { libc::raise(libc::SIGSTOP) };
+    // SAFETY: never reached while traced (the tracer takes the task over); ends the child.
+    unsafe { libc::_exit(127) }
 }
 
 extern "C" {

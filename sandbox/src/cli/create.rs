@@ -74,6 +74,9 @@ pub struct CreateOpts<'a> {
     pub console_socket: Option<&'a Path>,
 }
 
+/// Namespaces to join: (type, namespace file).
+pub type Joins = Vec<(CloneFlags, std::sync::Arc<OwnedFd>)>;
+
 /// Everything the sandbox process needs, prepared before forking.
 #[derive(Clone)]
 pub struct Plan {
@@ -82,7 +85,7 @@ pub struct Plan {
     /// The rootfs.
     pub rootfs: PathBuf,
     /// Namespaces to join: (type, file).
-    pub join: Vec<(CloneFlags, std::sync::Arc<OwnedFd>)>,
+    pub join: Joins,
     /// Namespaces to create.
     pub unshare: CloneFlags,
     /// The state directory.
@@ -288,9 +291,7 @@ fn binds(spec: &Spec) -> Result<Vec<(String, PathBuf)>, CreateError> {
     Ok(out)
 }
 
-fn namespaces(
-    spec: &Spec,
-) -> Result<(Vec<(CloneFlags, std::sync::Arc<OwnedFd>)>, CloneFlags), CreateError> {
+fn namespaces(spec: &Spec) -> Result<(Joins, CloneFlags), CreateError> {
     // The Sentry always gets its own mount, pid, uts and ipc namespaces: the workload never
     // sees them (it sees the Sentry's), so joining a pod's is only for the host's view.
     let mut unshare = CloneFlags::CLONE_NEWNS

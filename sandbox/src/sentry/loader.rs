@@ -114,11 +114,8 @@ impl<'a> Elf<'a> {
                 memsz: u64_at(self.data, o + 40)?,
                 prot,
             };
-            if s.filesz > s.memsz
-                || s.offset
-                    .checked_add(s.filesz)
-                    .map_or(true, |e| e > self.data.len() as u64)
-            {
+            let end = s.offset.checked_add(s.filesz).ok_or(Errno::ENOEXEC)?;
+            if s.filesz > s.memsz || end > self.data.len() as u64 {
                 return Err(Errno::ENOEXEC);
             }
             out.push(s);

@@ -372,7 +372,7 @@ pub fn ftruncate(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
     let file = k.proc_of(ctx.tid)?.fds.file(fd(ctx, 0))?;
     let f = file.borrow();
     let len = ctx.args.a[1] as i64;
-    if len < 0 || len > 1 << 34 {
+    if !(0..=1 << 34).contains(&len) {
         return Err(Errno::EINVAL);
     }
     match &f.kind {
