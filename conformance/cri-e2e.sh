@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The CRI end-to-end lane of scripts/test.sh: a local registry with the test images, the CNI
 # config, hull-cri from target/debug, then the crictl end-to-end test (with recovery after
-# kill -9) and the headline test: a stock kubelet (standalone) running a static pod.
+# kill -9), the headline test: a stock kubelet (standalone) running a static pod, and a pod
+# on the RuntimeClass handler `sandbox` (hull-sandbox).
 # Builds crictl and kubelet from their Go modules first (conformance/tools.sh; cached).
 # Leaves nothing running: pods removed, kubelet, hull-cri and the registry stopped.
 set -euo pipefail
@@ -43,4 +44,7 @@ rm -rf /var/log/pods/default_hull-headline-*
 conformance/kubelet/run.sh start --endpoint "$endpoint"
 conformance/kubelet/check.sh
 conformance/kubelet/run.sh stop --endpoint "$endpoint"
+echo "== RuntimeClass handler 'sandbox': a pod on hull-sandbox's Sentry"
+cargo build -p hull-sandbox
+conformance/sandbox-cri.sh
 echo "cri-e2e: all passed"
