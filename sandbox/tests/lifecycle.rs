@@ -231,11 +231,14 @@ fn delete_force_kills_the_sentry_and_its_tasks() {
     assert!(orphans.stdout.is_empty());
 }
 
+/// A change to config.json.
+type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+
 #[test]
 fn bad_configs_fail_clearly_and_leave_nothing() {
     let e = Env::new("bad", &["/bin/true"]);
     let bundle = e.bundle.to_str().unwrap();
-    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+    let cases: Vec<(&str, Edit)> = vec![
         (
             "process.args",
             Box::new(|v| v["process"]["args"] = serde_json::json!([])),
