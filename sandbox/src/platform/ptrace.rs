@@ -179,37 +179,30 @@ impl Tracee {
         r.r9 = args[5];
         r.rip = STUB_ADDR;
         self.set_regs(&r)?;
-        // Run to the injected call's entry stop, then to its exit stop. When the task sat
-        // at a SYSEMU entry stop, the skipped call first reports an exit stop (at the stub
-        // address, not after it), which is passed over.
+        // The stub runs `syscall; int3`: one stop, at the trap, ends the call. (PTRACE_CONT
+        // clears SYSEMU, so the call the task may have been stopped in reports no exit.)
         let mut child = None;
-        let mut seen = 0;
-        while seen < 2 {
-            ptrace::syscall(self.pid, None).map_err(perr("SYSCALL", self.pid))?;
-            loop {
-                match waitpid(self.pid, Some(WaitPidFlag::__WALL)) {
-                    Ok(WaitStatus::PtraceSyscall(_)) => {
-                        if self.regs()?.rip == STUB_ADDR + 2 {
-                            seen += 1;
-                        }
-                        break;
-                    }
-                    Ok(WaitStatus::PtraceEvent(pid, _, _)) => {
-                        let msg = ptrace::getevent(pid).map_err(perr("GETEVENTMSG", pid))?;
-                        let c = Tracee {
-                            pid: Pid::from_raw(msg as i32),
-                        };
-                        c.wait_signal(Signal::SIGSTOP as i32)?;
-                        child = Some(c);
-                        ptrace::syscall(self.pid, None).map_err(perr("SYSCALL", self.pid))?;
-                    }
-                    Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => {
-                        return Err(PlatformError::Died(self.pid.as_raw()))
-                    }
-                    Ok(_) => ptrace::syscall(self.pid, None).map_err(perr("SYSCALL", self.pid))?,
-                    Err(Errno::EINTR) => {}
-                    Err(e) => return Err(perr("wait", self.pid)(e)),
+        ptrace::cont(self.pid, None).map_err(perr("CONT", self.pid))?;
+        loop {
+            match waitpid(self.pid, Some(WaitPidFlag::__WALL)) {
+                Ok(WaitStatus::Stopped(_, Signal::SIGTRAP)) => break,
+                Ok(WaitStatus::PtraceEvent(pid, _, _)) => {
+                    let msg = ptrace::getevent(pid).map_err(perr("GETEVENTMSG", pid))?;
+                    let c = Tracee {
+                        pid: Pid::from_raw(msg as i32),
+                    };
+                    c.wait_signal(Signal::SIGSTOP as i32)?;
+                    child = Some(c);
+                    ptrace::cont(self.pid, None).map_err(perr("CONT", self.pid))?;
                 }
+                Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => {
+                    return Err(PlatformError::Died(self.pid.as_raw()))
+                }
+                // The Sentry's own interrupt, sent while the task ran: swallowed, as the
+                // Sentry looks for pending signals whenever it resumes a task.
+                Ok(_) => ptrace::cont(self.pid, None).map_err(perr("CONT", self.pid))?,
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(perr("wait", self.pid)(e)),
             }
         }
         let ret = self.regs()?.rax as i64;

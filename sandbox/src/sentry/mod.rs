@@ -93,6 +93,8 @@ pub struct Kernel {
     init_exit: Option<Exit>,
     hostname: String,
     boot: Instant,
+    /// Executables read recently: path → (identity, bytes).
+    exec_cache: HashMap<String, ((u64, u64, i64, i64), std::rc::Rc<Vec<u8>>)>,
     /// The control socket (exec), listening.
     control: Option<std::os::fd::OwnedFd>,
     /// An empty address space kept stopped, to fork exec'd processes from.
@@ -122,6 +124,7 @@ impl Kernel {
             hostname,
             boot: Instant::now(),
             counts: BTreeMap::new(),
+            exec_cache: HashMap::new(),
             control: None,
             zygote: None,
             exec_clients: HashMap::new(),

@@ -81,6 +81,12 @@ impl Stat {
     }
 }
 
+/// How many rootfs lookups the Sentry remembers.
+const LOWER_CACHE: usize = 8192;
+
+/// A rootfs node: its descriptor, stat and canonical path.
+type Lower = (Rc<OwnedFd>, Stat, String);
+
 /// The device number the upper layer's nodes report.
 const UPPER_DEV: u64 = 0x5e47;
 
@@ -102,7 +108,7 @@ pub enum Node {
     /// A node of the upper layer.
     Upper(Upper),
     /// A node of the rootfs.
-    Lower(OwnedFd, Stat),
+    Lower(Rc<OwnedFd>, Stat),
     /// A synthesized file (/dev, /proc).
     Synth(FileKind, Stat),
     /// A synthesized symlink (/proc/self).
@@ -115,6 +121,7 @@ pub struct Vfs {
     /// What /proc shows; the kernel refreshes it before resolving a path under /proc.
     pub proc: super::synth::ProcView,
     upper: BTreeMap<String, Upper>,
+    lower_cache: std::collections::HashMap<(String, bool), Result<Lower, Errno>>,
     /// Modification times set by utimensat, by path.
     times: std::collections::HashMap<String, i64>,
     /// Bind-mount destinations: read-only in stage 1 (writes there fail with EROFS).
@@ -163,6 +170,7 @@ impl Vfs {
             gofer,
             proc: Default::default(),
             upper: BTreeMap::new(),
+            lower_cache: Default::default(),
             binds,
             times: Default::default(),
             next_ino: 1 << 40,
@@ -225,8 +233,7 @@ impl Vfs {
                 None => {}
             }
             self.check_parent_visible(&path)?;
-            let flags = if nofollow { gofer::NOFOLLOW } else { 0 };
-            let (fd, canon) = self.gofer.open(&path, flags)?;
+            let (fd, st, canon) = self.lower(&path, nofollow)?;
             if canon != path {
                 match self.upper.get(&canon) {
                     Some(Upper::Whiteout) => return Err(Errno::ENOENT),
@@ -234,10 +241,28 @@ impl Vfs {
                     None => {}
                 }
             }
-            let st = fstat(fd.as_raw_fd())?;
-            return Ok((Node::Lower(fd, Stat::from_host(&st)), canon));
+            return Ok((Node::Lower(fd, st), canon));
         }
         Err(Errno::ELOOP)
+    }
+
+    /// A node of the rootfs, through the gofer, or from the cache of earlier answers: the
+    /// rootfs is read-only to the sandbox, so an answer (including ENOENT) stays true.
+    fn lower(&mut self, path: &str, nofollow: bool) -> Result<Lower, Errno> {
+        let key = (path.to_string(), nofollow);
+        if let Some(hit) = self.lower_cache.get(&key) {
+            return hit.clone();
+        }
+        let flags = if nofollow { gofer::NOFOLLOW } else { 0 };
+        let r = self.gofer.open(path, flags).and_then(|(fd, canon)| {
+            let st = fstat(fd.as_raw_fd())?;
+            Ok((Rc::new(fd), Stat::from_host(&st), canon))
+        });
+        if self.lower_cache.len() >= LOWER_CACHE {
+            self.lower_cache.clear();
+        }
+        self.lower_cache.insert(key, r.clone());
+        r
     }
 
     /// A whited-out directory hides everything below it.
@@ -355,7 +380,7 @@ impl Vfs {
                 let data = self.copy_up(&real, &fd, st, flags & libc::O_TRUNC != 0)?;
                 FileKind::Upper(data)
             }
-            Node::Lower(fd, _) if st.kind() == libc::S_IFREG => FileKind::Host(Rc::new(fd)),
+            Node::Lower(fd, _) if st.kind() == libc::S_IFREG => FileKind::Host(fd),
             Node::Lower(..) => return Err(Errno::ENXIO),
             Node::Synth(kind, _) => kind,
             Node::Upper(_) | Node::SynthLink(_) => return Err(Errno::ENOENT),
@@ -596,6 +621,8 @@ pub fn dtype(mode: u32) -> u8 {
 
 fn read_host_dir(fd: &OwnedFd) -> Result<Vec<Dirent>, Errno> {
     let dup = fd.try_clone().map_err(|_| Errno::EMFILE)?;
+    // The descriptor is cached and shared: list from the start every time.
+    nix::unistd::lseek(dup.as_raw_fd(), 0, nix::unistd::Whence::SeekSet)?;
     let mut dir = nix::dir::Dir::from_fd(std::os::fd::IntoRawFd::into_raw_fd(dup))?;
     let mut out = Vec::new();
     for e in dir.iter() {

@@ -163,24 +163,24 @@ pub fn vfork(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
 }
 
 impl Kernel {
-    /// Reads a whole file for execve.
-    fn read_exec(&mut self, path: &str) -> Result<Vec<u8>, Errno> {
+    /// Reads a whole file for execve; recently run executables come from a small cache
+    /// keyed by their identity (device, inode, size, mtime).
+    fn read_exec(&mut self, path: &str) -> Result<Rc<Vec<u8>>, Errno> {
         let st = self.vfs.stat(path, false)?;
-        if st.kind() != libc::S_IFREG {
+        if st.kind() != libc::S_IFREG || st.mode & 0o111 == 0 {
             return Err(Errno::EACCES);
         }
-        if st.mode & 0o111 == 0 {
-            return Err(Errno::EACCES);
+        let key = (st.dev, st.ino, st.size, st.mtime);
+        if let Some((k, data)) = self.exec_cache.get(path) {
+            if *k == key {
+                return Ok(data.clone());
+            }
         }
-        let f = Rc::new(std::cell::RefCell::new(self.vfs.open(
-            path,
-            libc::O_RDONLY,
-            0,
-        )?));
+        let f = Rc::new(std::cell::RefCell::new(self.vfs.open(path, libc::O_RDONLY, 0)?));
         let mut out = Vec::new();
         loop {
             match super::io::read_file(&f, 1 << 20, None)? {
-                super::io::Io::Done(d) if d.is_empty() => return Ok(out),
+                super::io::Io::Done(d) if d.is_empty() => break,
                 super::io::Io::Done(d) => out.extend(d),
                 super::io::Io::Block(_) => return Err(Errno::EIO),
             }
@@ -188,6 +188,12 @@ impl Kernel {
                 return Err(Errno::E2BIG);
             }
         }
+        let data = Rc::new(out);
+        if self.exec_cache.len() >= 16 {
+            self.exec_cache.clear();
+        }
+        self.exec_cache.insert(path.to_string(), (key, data.clone()));
+        Ok(data)
     }
 
     /// Reads and parses what execve of `path` needs: (executable, loader, exe path, argv).
@@ -263,7 +269,7 @@ impl Kernel {
         crate::sys::fill_random(&mut random);
         let img = Image {
             exe: &l.data,
-            interp: l.interp.as_deref(),
+            interp: l.interp.as_ref().map(|v| v.as_slice()),
             argv: &l.argv,
             envp: &envp,
             execfn: path.as_bytes(),
@@ -299,8 +305,8 @@ impl Kernel {
 
 /// An executable read and parsed, ready to replace a process image.
 struct Loadable {
-    data: Vec<u8>,
-    interp: Option<Vec<u8>>,
+    data: Rc<Vec<u8>>,
+    interp: Option<Rc<Vec<u8>>>,
     exe: String,
     argv: Vec<Vec<u8>>,
 }
