@@ -9,6 +9,8 @@ packages+=(protobuf-compiler docker-registry skopeo)
 # conformance/images.sh: nginx goes into the nginx images (it is
 # not started on the host); gcc builds the setuid probe of the nonewprivs image.
 packages+=(nginx curl gcc)
+# hull-sandbox's stage-1 workloads (bundles/sandbox): static C programs against glibc.
+packages+=(libc6-dev)
 # hull-cri pod networking: CNI plugins in /usr/lib/cni (conformance/cni-setup.sh), ip and nsenter.
 packages+=(containernetworking-plugins iproute2 util-linux)
 # hull-cri HTTPS pulls: the system trust store; the openssl CLI makes the TLS test's CA.
