@@ -31,6 +31,9 @@ pub enum PlatformError {
     /// Creating the first stub failed.
     #[error("forking the address-space stub")]
     Fork(#[source] std::io::Error),
+    /// The stub's seccomp filter could not be installed.
+    #[error("installing the stub's seccomp filter")]
+    Filter(#[source] Errno),
     /// Reading or writing FP registers failed.
     #[error("fp registers of host task {pid}")]
     Fp {
@@ -93,6 +96,7 @@ impl Tracee {
         t.wait_signal(Signal::SIGSTOP as i32)?;
         ptrace::setoptions(pid, OPTIONS).map_err(perr("SETOPTIONS", pid))?;
         t.clear_address_space()?;
+        t.install_stub_filter()?;
         Ok(t)
     }
 
@@ -223,3 +227,132 @@ impl Tracee {
 
 /// The host signal the Sentry sends a running task to stop it; never delivered.
 pub const INTERRUPT: Signal = Signal::SIGSTKFLT;
+
+/// The classic-BPF filter every stub carries: only the six calls the Sentry runs on the
+/// stub page, and only from that page (the instruction after its `syscall`). Workload calls
+/// never reach it (PTRACE_SYSEMU stops them before seccomp runs), so it only matters if a
+/// call ever escaped the tracer: then it kills the task.
+pub fn stub_filter() -> Vec<libc::sock_filter> {
+    const ARCH_X86_64: u32 = 0xc000_003e;
+    let ip = STUB_ADDR + 2;
+    let stmt = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+        jt,
+        jf,
+        k,
+    };
+    let ld = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u32;
+    let ret = (libc::BPF_RET | libc::BPF_K) as u32;
+    let allowed = [
+        libc::SYS_mmap,
+        libc::SYS_munmap,
+        libc::SYS_mprotect,
+        libc::SYS_madvise,
+        libc::SYS_mremap,
+        libc::SYS_clone,
+    ];
+    let mut p = vec![
+        stmt(ld, 4), // arch
+        jeq(ARCH_X86_64, 1, 0),
+        stmt(ret, libc::SECCOMP_RET_KILL_PROCESS),
+        stmt(ld, 8), // instruction_pointer, low half
+        jeq(ip as u32, 1, 0),
+        stmt(ret, libc::SECCOMP_RET_KILL_PROCESS),
+        stmt(ld, 12), // high half
+        jeq((ip >> 32) as u32, 1, 0),
+        stmt(ret, libc::SECCOMP_RET_KILL_PROCESS),
+        stmt(ld, 0), // nr
+    ];
+    let n = allowed.len() as u8;
+    for (i, nr) in allowed.iter().enumerate() {
+        // On a match jump to the final ALLOW, past the remaining tests and the KILL.
+        p.push(jeq(*nr as u32, n - i as u8, 0));
+    }
+    p.push(stmt(ret, libc::SECCOMP_RET_KILL_PROCESS));
+    p.push(stmt(ret, libc::SECCOMP_RET_ALLOW));
+    p
+}
+
+impl Tracee {
+    /// Installs [`stub_filter`] in this (stopped, empty) address space through stub calls.
+    pub fn install_stub_filter(&self) -> Result<(), PlatformError> {
+        let prog = stub_filter();
+        let page = self.stub_call(
+            libc::SYS_mmap,
+            [
+                0,
+                4096,
+                (libc::PROT_READ | libc::PROT_WRITE) as u64,
+                (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+                u64::MAX,
+                0,
+            ],
+        )?;
+        if page < 0 {
+            return Err(PlatformError::Filter(Errno::from_raw(-page as i32)));
+        }
+        let page = page as u64;
+        let mut bytes = Vec::with_capacity(16 + prog.len() * 8);
+        bytes.extend_from_slice(&(prog.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&(page + 16).to_le_bytes());
+        for f in &prog {
+            bytes.extend_from_slice(&f.code.to_le_bytes());
+            bytes.push(f.jt);
+            bytes.push(f.jf);
+            bytes.extend_from_slice(&f.k.to_le_bytes());
+        }
+        super::mem::write(self.pid, page, &bytes).map_err(PlatformError::Filter)?;
+        let r = self.stub_call(
+            libc::SYS_prctl,
+            [libc::PR_SET_NO_NEW_PRIVS as u64, 1, 0, 0, 0, 0],
+        )?;
+        if r < 0 {
+            return Err(PlatformError::Filter(Errno::from_raw(-r as i32)));
+        }
+        let r = self.stub_call(
+            libc::SYS_seccomp,
+            [libc::SECCOMP_SET_MODE_FILTER as u64, 0, page, 0, 0, 0],
+        )?;
+        if r < 0 {
+            return Err(PlatformError::Filter(Errno::from_raw(-r as i32)));
+        }
+        self.stub_call(libc::SYS_munmap, [page, 4096, 0, 0, 0, 0])?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stub_filter_jumps_stay_inside_and_end_in_kill_then_allow() {
+        let p = stub_filter();
+        let last = p.len() - 1;
+        assert_eq!(p[last].k, libc::SECCOMP_RET_ALLOW);
+        assert_eq!(p[last - 1].k, libc::SECCOMP_RET_KILL_PROCESS);
+        for (i, f) in p.iter().enumerate() {
+            if f.code == (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16 {
+                assert!(
+                    i + 1 + (f.jt as usize) <= last,
+                    "jt of {i} leaves the program"
+                );
+                assert!(
+                    i + 1 + (f.jf as usize) <= last,
+                    "jf of {i} leaves the program"
+                );
+            }
+        }
+        // Each allowed call jumps exactly to the ALLOW.
+        let first_nr = p.len() - 2 - 6;
+        for i in first_nr..last - 1 {
+            assert_eq!(i + 1 + p[i].jt as usize, last);
+        }
+    }
+}

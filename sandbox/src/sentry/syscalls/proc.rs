@@ -176,7 +176,11 @@ impl Kernel {
                 return Ok(data.clone());
             }
         }
-        let f = Rc::new(std::cell::RefCell::new(self.vfs.open(path, libc::O_RDONLY, 0)?));
+        let f = Rc::new(std::cell::RefCell::new(self.vfs.open(
+            path,
+            libc::O_RDONLY,
+            0,
+        )?));
         let mut out = Vec::new();
         loop {
             match super::io::read_file(&f, 1 << 20, None)? {
@@ -192,7 +196,8 @@ impl Kernel {
         if self.exec_cache.len() >= 16 {
             self.exec_cache.clear();
         }
-        self.exec_cache.insert(path.to_string(), (key, data.clone()));
+        self.exec_cache
+            .insert(path.to_string(), (key, data.clone()));
         Ok(data)
     }
 
