@@ -351,8 +351,8 @@ mod tests {
         }
         // Each allowed call jumps exactly to the ALLOW.
         let first_nr = p.len() - 2 - 6;
-        for i in first_nr..last - 1 {
-            assert_eq!(i + 1 + p[i].jt as usize, last);
+        for (i, f) in p.iter().enumerate().take(last - 1).skip(first_nr) {
+            assert_eq!(i + 1 + f.jt as usize, last);
         }
     }
 }

@@ -50,6 +50,9 @@ pub enum SentryError {
     Wait(#[source] Errno),
 }
 
+/// A file's identity for caches: device, inode, size, mtime.
+type FileId = (u64, u64, i64, i64);
+
 /// What the first process runs.
 #[derive(Clone, Debug, Default)]
 pub struct InitSpec {
@@ -94,7 +97,7 @@ pub struct Kernel {
     hostname: String,
     boot: Instant,
     /// Executables read recently: path → (identity, bytes).
-    exec_cache: HashMap<String, ((u64, u64, i64, i64), std::rc::Rc<Vec<u8>>)>,
+    exec_cache: HashMap<String, (FileId, std::rc::Rc<Vec<u8>>)>,
     /// The control socket (exec), listening.
     control: Option<std::os::fd::OwnedFd>,
     /// An empty address space kept stopped, to fork exec'd processes from.
