@@ -34,6 +34,7 @@ pub fn run(rootfs: &Path, spec: &InitSpec, log: Box<dyn Write>) -> Result<Exit, 
 pub fn prepare(rootfs: &Path, spec: &InitSpec, log: Box<dyn Write>) -> Result<Kernel, BootError> {
     let (client, server) = gofer::channel(rootfs, &spec.binds)?;
     // SAFETY-relevant: the caller is single-threaded, so the child may run Rust code.
+    let gofer;
     match fork_gofer()? {
         ForkResult::Child => {
             drop(client);
@@ -41,11 +42,16 @@ pub fn prepare(rootfs: &Path, spec: &InitSpec, log: Box<dyn Write>) -> Result<Ke
             server.serve();
             std::process::exit(0);
         }
-        ForkResult::Parent { .. } => drop(server),
+        ForkResult::Parent { child } => {
+            drop(server);
+            gofer = child;
+        }
     }
     let dests = spec.binds.iter().map(|(d, _)| d.clone()).collect();
     let vfs = crate::sentry::vfs::Vfs::new(client, dests);
-    Ok(Kernel::new(vfs, log, spec.hostname.clone()))
+    let mut k = Kernel::new(vfs, log, spec.hostname.clone());
+    k.gofer = Some(gofer);
+    Ok(k)
 }
 
 fn fork_gofer() -> Result<ForkResult, BootError> {

@@ -98,6 +98,8 @@ pub struct Kernel {
     boot: Instant,
     /// Executables read recently: path → (identity, bytes).
     exec_cache: HashMap<String, (FileId, std::rc::Rc<Vec<u8>>)>,
+    /// The gofer process, killed and reaped when the sandbox ends.
+    pub gofer: Option<nix::unistd::Pid>,
     /// The control socket (exec), listening.
     control: Option<std::os::fd::OwnedFd>,
     /// An empty address space kept stopped, to fork exec'd processes from.
@@ -128,6 +130,7 @@ impl Kernel {
             boot: Instant::now(),
             counts: BTreeMap::new(),
             exec_cache: HashMap::new(),
+            gofer: None,
             control: None,
             zygote: None,
             exec_clients: HashMap::new(),

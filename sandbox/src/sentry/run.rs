@@ -368,10 +368,20 @@ impl Kernel {
 
     /// Kills every host task (init has exited).
     pub(super) fn kill_all(&mut self) {
-        for t in self.tasks.values() {
-            t.tracee.kill();
+        let mut hosts: Vec<Tracee> = self.tasks.values().map(|t| t.tracee).collect();
+        hosts.extend(self.zygote.take());
+        for t in &hosts {
+            t.kill();
+        }
+        // Reap them: the Sentry is their parent (every task is cloned with CLONE_PARENT).
+        for t in &hosts {
+            let _ = waitpid(t.pid, Some(WaitPidFlag::__WALL));
         }
         self.tasks.clear();
+        if let Some(g) = self.gofer.take() {
+            let _ = nix::sys::signal::kill(g, Signal::SIGKILL);
+            let _ = waitpid(g, None);
+        }
     }
 }
 
