@@ -33,9 +33,8 @@ pub fn run(rootfs: &Path, spec: &InitSpec, log: Box<dyn Write>) -> Result<Exit, 
 /// Starts the gofer and makes the kernel over it; init is not loaded yet.
 pub fn prepare(rootfs: &Path, spec: &InitSpec, log: Box<dyn Write>) -> Result<Kernel, BootError> {
     let (client, server) = gofer::channel(rootfs, &spec.binds)?;
-    // SAFETY-relevant: the caller is single-threaded, so the child may run Rust code.
-    let gofer;
-    match fork_gofer()? {
+    // The caller is single-threaded, so the child may run Rust code.
+    let gofer = match fork_gofer()? {
         ForkResult::Child => {
             drop(client);
             let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
@@ -44,9 +43,9 @@ pub fn prepare(rootfs: &Path, spec: &InitSpec, log: Box<dyn Write>) -> Result<Ke
         }
         ForkResult::Parent { child } => {
             drop(server);
-            gofer = child;
+            child
         }
-    }
+    };
     let dests = spec.binds.iter().map(|(d, _)| d.clone()).collect();
     let vfs = crate::sentry::vfs::Vfs::new(client, dests);
     let mut k = Kernel::new(vfs, log, spec.hostname.clone());
