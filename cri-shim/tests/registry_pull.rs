@@ -133,11 +133,11 @@ async fn pull_list_status_remove_through_a_local_registry() -> Result<()> {
         ("hull", "v1")
     );
     assert!(!v.version.is_empty() && !v.runtime_version.is_empty());
-    // Streaming RPCs are issue 5: they answer UNIMPLEMENTED naming themselves, never a fake.
+    // A request missing its command is refused, naming the RPC and the field.
     let e = rt.exec(ExecRequest::default()).await.unwrap_err();
-    assert_eq!(e.code(), tonic::Code::Unimplemented);
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
     assert!(
-        e.message().contains("Exec") && e.message().contains("issue 5"),
+        e.message().contains("Exec") && e.message().contains("cmd"),
         "{}",
         e.message()
     );
