@@ -44,20 +44,28 @@ pub struct Segment {
     pub prot: u64,
 }
 
-fn u16_at(d: &[u8], o: usize) -> Result<u16, Errno> {
-    d.get(o..o + 2)
-        .map(|b| u16::from_le_bytes([b[0], b[1]]))
+/// The bytes at `o..o+n`, or ENOEXEC (also when the offset arithmetic overflows).
+fn at(d: &[u8], o: usize, n: usize) -> Result<&[u8], Errno> {
+    d.get(o..o.checked_add(n).ok_or(Errno::ENOEXEC)?)
         .ok_or(Errno::ENOEXEC)
+}
+
+/// The offset of program header `i`.
+fn ph(phoff: u64, i: usize) -> Result<usize, Errno> {
+    usize::try_from(phoff)
+        .ok()
+        .and_then(|p| p.checked_add(i * 56))
+        .ok_or(Errno::ENOEXEC)
+}
+
+fn u16_at(d: &[u8], o: usize) -> Result<u16, Errno> {
+    at(d, o, 2).map(|b| u16::from_le_bytes([b[0], b[1]]))
 }
 fn u32_at(d: &[u8], o: usize) -> Result<u32, Errno> {
-    d.get(o..o + 4)
-        .map(|b| u32::from_le_bytes(b.try_into().unwrap_or_default()))
-        .ok_or(Errno::ENOEXEC)
+    at(d, o, 4).map(|b| u32::from_le_bytes(b.try_into().unwrap_or_default()))
 }
 fn u64_at(d: &[u8], o: usize) -> Result<u64, Errno> {
-    d.get(o..o + 8)
-        .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
-        .ok_or(Errno::ENOEXEC)
+    at(d, o, 8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
 }
 
 impl<'a> Elf<'a> {
@@ -83,11 +91,11 @@ impl<'a> Elf<'a> {
             interp: None,
         };
         for i in 0..elf.phnum as usize {
-            let o = elf.phoff as usize + i * 56;
+            let o = ph(elf.phoff, i)?;
             if u32_at(data, o)? == 3 {
                 let off = u64_at(data, o + 8)? as usize;
                 let len = u64_at(data, o + 32)? as usize;
-                let s = data.get(off..off + len).ok_or(Errno::ENOEXEC)?;
+                let s = at(data, off, len)?;
                 let s = s.split(|&b| b == 0).next().unwrap_or_default();
                 elf.interp = Some(s.to_vec());
             }
@@ -99,7 +107,7 @@ impl<'a> Elf<'a> {
     pub fn segments(&self) -> Result<Vec<Segment>, Errno> {
         let mut out = Vec::new();
         for i in 0..self.phnum as usize {
-            let o = self.phoff as usize + i * 56;
+            let o = ph(self.phoff, i)?;
             if u32_at(self.data, o)? != 1 {
                 continue;
             }
