@@ -59,6 +59,7 @@ impl Kernel {
                 brk: Brk::default(),
                 mm,
                 exe: String::new(),
+                name: String::new(),
                 argv: Vec::new(),
                 vfork_parent: None,
                 uid: spec.uid,

@@ -229,8 +229,16 @@ fn pid_node(p: &ProcInfo, sub: &str) -> Option<Node> {
         "stat" => reg(
             ino + 3,
             format!(
-                "{} ({}) {} {} {} {} 0 0 0 0 0 0 0 0 0 0 20 0 {} 0 0 0 0\n",
-                p.pid, p.comm, p.state, p.ppid, p.pgid, p.sid, p.threads
+                // The 52 fields of proc(5); times, faults and memory are not kept (0).
+                "{} ({}) {} {} {} {} 0 -1 0 0 0 0 0 0 0 0 0 20 0 {} 0 0 0 0 {}\n",
+                p.pid,
+                p.comm,
+                p.state,
+                p.ppid,
+                p.pgid,
+                p.sid,
+                p.threads,
+                ["0"; 28].join(" ")
             )
             .into_bytes(),
         ),

@@ -149,6 +149,8 @@ pub struct Process {
     pub mm: u64,
     /// Executable path.
     pub exe: String,
+    /// comm: the base name of the path execve was given (as Linux's bprm->filename).
+    pub name: String,
     /// argv of the last execve.
     pub argv: Vec<Vec<u8>>,
     /// A vfork parent's tid, released at execve or exit.
@@ -164,7 +166,6 @@ pub struct Process {
 impl Process {
     /// The executable's base name, as comm.
     pub fn comm(&self) -> String {
-        let base = self.exe.rsplit('/').next().unwrap_or("");
-        base.chars().take(15).collect()
+        self.name.chars().take(15).collect()
     }
 }

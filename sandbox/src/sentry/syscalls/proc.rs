@@ -86,6 +86,7 @@ fn do_clone(
             brk: p.brk,
             mm,
             exe: p.exe.clone(),
+            name: p.name.clone(),
             argv: p.argv.clone(),
             vfork_parent: (flags & libc::CLONE_VFORK as u64 != 0).then_some(ctx.tid),
             uid: p.uid,
@@ -221,6 +222,10 @@ impl Kernel {
             data = self.read_exec(&ip)?;
             exe = ip;
         }
+        // /proc/<pid>/exe names the file itself, symlinks (even /proc/self/exe) resolved.
+        if let Ok((_, real)) = self.vfs.lookup(&exe, false) {
+            exe = real;
+        }
         let elf = loader::Elf::parse(&data)?;
         elf.segments()?;
         let interp = match &elf.interp {
@@ -288,6 +293,7 @@ impl Kernel {
             start: loaded.brk,
             cur: loaded.brk,
         };
+        p.name = path.rsplit('/').next().unwrap_or(path).to_string();
         p.exe = l.exe;
         p.argv = l.argv;
         p.fds.close_on_exec();
