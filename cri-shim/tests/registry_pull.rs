@@ -74,7 +74,11 @@ fn push_busybox(dir: &Path, port: u16, tags: &[&str]) -> Result<()> {
 
 async fn connect(sock: PathBuf) -> Result<Channel> {
     let sock2 = sock.clone();
-    wait_for(move || sock2.exists(), "hull-cri socket");
+    // The socket file appears at bind, a moment before listen: wait until it accepts.
+    wait_for(
+        move || std::os::unix::net::UnixStream::connect(&sock2).is_ok(),
+        "hull-cri socket",
+    );
     let ch = Endpoint::try_from("http://[::]:50051")?
         .connect_with_connector(tower::service_fn(move |_| {
             let sock = sock.clone();

@@ -199,7 +199,11 @@ async fn start_daemon(dir: &Path, name: &str, config: &str) -> Result<(Reaped, C
             .spawn()?,
     );
     let s = sock.clone();
-    wait_for(move || s.exists(), "hull-cri socket");
+    // The socket file appears at bind, a moment before listen: wait until it accepts.
+    wait_for(
+        move || std::os::unix::net::UnixStream::connect(&s).is_ok(),
+        "hull-cri socket",
+    );
     let ch = Endpoint::try_from("http://[::]:50051")?
         .connect_with_connector(tower::service_fn(move |_| {
             let sock = sock.clone();
