@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream
 use tokio::sync::mpsc;
 
 use super::websocket::{
-    decode, encode, WsError, OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT,
+    close_frame, control, decode, encode, Control, WsError, OP_BINARY, OP_CLOSE, OP_CONT, OP_TEXT,
 };
 
 /// Bytes buffered between the WebSocket pumps and the SPDY session, each way.
@@ -42,12 +42,6 @@ where
     theirs
 }
 
-fn close_frame(code: u16) -> Vec<u8> {
-    let mut f = Vec::new();
-    encode(OP_CLOSE, &code.to_be_bytes(), &mut f);
-    f
-}
-
 /// Client frames -> the stream; pings and Close are answered through `ctl`.
 async fn inbound<R, W>(mut r: R, mut ow: W, ctl: &mpsc::Sender<Vec<u8>>) -> Result<(), WsError>
 where
@@ -59,21 +53,20 @@ where
     loop {
         while let Some((f, n)) = decode(&buf)? {
             buf.advance(n);
-            match f.opcode {
-                OP_PING | OP_PONG | OP_CLOSE if !f.fin || f.payload.len() > 125 => {
-                    return Err(WsError::Protocol("fragmented or oversized control frame"));
-                }
-                OP_PING => {
-                    let mut pong = Vec::new();
-                    encode(OP_PONG, &f.payload, &mut pong);
+            match control(&f)? {
+                Some(Control::Pong(pong)) => {
                     ctl.send(pong).await.map_err(|_| WsError::Closed)?;
+                    continue;
                 }
-                OP_PONG => {}
-                OP_CLOSE => {
+                Some(Control::Ignore) => continue,
+                Some(Control::Close) => {
                     // Echo the Close (RFC 6455 section 5.5.1), then end-of-file for SPDY.
                     let _ = ctl.send(close_frame(1000)).await;
                     return ow.shutdown().await.map_err(WsError::Io);
                 }
+                None => {}
+            }
+            match f.opcode {
                 OP_BINARY if !in_message => {
                     in_message = !f.fin;
                     ow.write_all(&f.payload).await.map_err(WsError::Io)?;
@@ -134,6 +127,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stream::websocket::{OP_PING, OP_PONG};
 
     fn masked(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
         let mask = [1, 2, 3, 4];

@@ -238,10 +238,45 @@ impl WsSender {
     }
 }
 
-async fn send_close(out: &mpsc::Sender<Out>, code: u16) -> Result<(), WsError> {
+/// A Close frame with status `code`.
+pub fn close_frame(code: u16) -> Vec<u8> {
     let mut frame = Vec::new();
     encode(OP_CLOSE, &code.to_be_bytes(), &mut frame);
-    out.send(Out::Frame(frame))
+    frame
+}
+
+/// What a received control frame asks of the reader (RFC 6455 section 5.5).
+pub enum Control {
+    /// A Ping: send this Pong.
+    Pong(Vec<u8>),
+    /// A Close: echo it and stop reading.
+    Close,
+    /// A Pong: nothing to do.
+    Ignore,
+}
+
+/// Classifies `f`: `None` for a data frame; an error for a fragmented or oversized
+/// control frame.
+pub fn control(f: &WsFrame) -> Result<Option<Control>, WsError> {
+    if !matches!(f.opcode, OP_PING | OP_PONG | OP_CLOSE) {
+        return Ok(None);
+    }
+    if !f.fin || f.payload.len() > 125 {
+        return Err(WsError::Protocol("fragmented or oversized control frame"));
+    }
+    Ok(Some(match f.opcode {
+        OP_PING => {
+            let mut pong = Vec::new();
+            encode(OP_PONG, &f.payload, &mut pong);
+            Control::Pong(pong)
+        }
+        OP_CLOSE => Control::Close,
+        _ => Control::Ignore,
+    }))
+}
+
+async fn send_close(out: &mpsc::Sender<Out>, code: u16) -> Result<(), WsError> {
+    out.send(Out::Frame(close_frame(code)))
         .await
         .map_err(|_| WsError::Closed)
 }
@@ -272,24 +307,23 @@ async fn read_loop<R: AsyncRead + Unpin>(
     loop {
         while let Some((f, n)) = decode(&buf)? {
             buf.advance(n);
-            match f.opcode {
-                OP_PING | OP_PONG | OP_CLOSE if !f.fin || f.payload.len() > 125 => {
-                    return Err(WsError::Protocol("fragmented or oversized control frame"));
-                }
-                OP_PING => {
-                    let mut pong = Vec::new();
-                    encode(OP_PONG, &f.payload, &mut pong);
+            match control(&f)? {
+                Some(Control::Pong(pong)) => {
                     out.send(Out::Frame(pong))
                         .await
                         .map_err(|_| WsError::Closed)?;
+                    continue;
                 }
-                OP_PONG => {}
-                OP_CLOSE => {
+                Some(Control::Ignore) => continue,
+                Some(Control::Close) => {
                     // Echo the client's Close (RFC 6455 section 5.5.1); the caller's own
                     // Close, if it already went, makes this one redundant but harmless.
                     let _ = send_close(out, 1000).await;
                     return Ok(());
                 }
+                None => {}
+            }
+            match f.opcode {
                 OP_BINARY if message.is_none() => message = Some(f.payload.to_vec()),
                 OP_CONT if message.is_some() => {
                     let m = message.as_mut().ok_or(WsError::Protocol("continuation"))?;
