@@ -7,7 +7,7 @@
 //! first program and reports over a pipe; `create` returns once it has.
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use nix::sched::CloneFlags;
@@ -420,9 +420,4 @@ pub fn chain(e: &dyn std::error::Error) -> String {
         src = c.source();
     }
     s
-}
-
-/// The raw fd of the sync pipe, for the Sentry to keep across its set-up.
-pub fn raw(fd: &OwnedFd) -> i32 {
-    fd.as_raw_fd()
 }

@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::rc::Rc;
 
 use nix::errno::Errno;
@@ -198,9 +198,4 @@ impl FdTable {
 /// Reads the host file behind `fd` at `offset` into `buf`.
 pub fn pread_host(fd: &OwnedFd, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
     nix::sys::uio::pread(fd, buf, offset as i64)
-}
-
-/// The raw host descriptor, for logging.
-pub fn host_raw(fd: &OwnedFd) -> i32 {
-    fd.as_raw_fd()
 }

@@ -108,8 +108,6 @@ pub struct Kernel {
     exec_clients: HashMap<Pid, std::os::fd::OwnedFd>,
     /// Log every syscall and its result (like `strace`), for debugging workloads.
     pub strace: bool,
-    /// Counts of syscalls served, by number (for `--stats`).
-    pub counts: BTreeMap<i64, u64>,
 }
 
 impl Kernel {
@@ -128,7 +126,6 @@ impl Kernel {
             init_exit: None,
             hostname,
             boot: Instant::now(),
-            counts: BTreeMap::new(),
             exec_cache: HashMap::new(),
             gofer: None,
             control: None,

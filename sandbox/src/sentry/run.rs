@@ -256,7 +256,6 @@ impl Kernel {
             nr: regs.orig_rax as i64,
             a: [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9],
         };
-        *self.counts.entry(args.nr).or_default() += 1;
         let mut ctx = Ctx {
             tid,
             args,

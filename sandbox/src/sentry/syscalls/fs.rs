@@ -48,6 +48,11 @@ pub fn table_of(fds: Vec<std::os::fd::OwnedFd>) -> FdTable {
     t
 }
 
+/// The path open file `fd` was opened by (fchdir, fchmod, futimens).
+fn fd_path(k: &Kernel, ctx: &Ctx, fd: i32) -> Result<String, Errno> {
+    Ok(k.proc_of(ctx.tid)?.fds.file(fd)?.borrow().path.clone())
+}
+
 /// Resolves a path argument against `dirfd` (AT_FDCWD: the cwd) to a normalized path.
 pub fn at_path(k: &mut Kernel, ctx: &Ctx, dirfd: i32, addr: u64) -> Result<String, Errno> {
     let raw = mem::read_cstr(hpid(k, ctx)?, addr, PATH_MAX)?;
@@ -343,13 +348,7 @@ pub fn chdir(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
 }
 
 pub fn fchdir(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
-    let path = k
-        .proc_of(ctx.tid)?
-        .fds
-        .file(fd(ctx, 0))?
-        .borrow()
-        .path
-        .clone();
+    let path = fd_path(k, ctx, fd(ctx, 0))?;
     set_cwd(k, ctx, path)
 }
 
@@ -480,13 +479,7 @@ pub fn fchmodat(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
 }
 
 pub fn fchmod(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
-    let path = k
-        .proc_of(ctx.tid)?
-        .fds
-        .file(fd(ctx, 0))?
-        .borrow()
-        .path
-        .clone();
+    let path = fd_path(k, ctx, fd(ctx, 0))?;
     k.vfs.chmod(&path, ctx.args.a[1] as u32)?;
     ok(0)
 }
@@ -505,12 +498,7 @@ pub fn utimensat(k: &mut Kernel, ctx: &mut Ctx) -> Result<Sys, Errno> {
         return Err(Errno::EINVAL);
     }
     let target = if path == 0 {
-        k.proc_of(ctx.tid)?
-            .fds
-            .file(dirfd as i32)?
-            .borrow()
-            .path
-            .clone()
+        fd_path(k, ctx, dirfd as i32)?
     } else {
         at_path(k, ctx, dirfd as i32, path)?
     };
