@@ -122,9 +122,6 @@ fn user_mount(
             "must be an absolute path",
         ));
     }
-    if m.image.is_some() {
-        return image_volume(i, m, volumes);
-    }
     if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
         return Err(SpecError::unsupported(
             f("uidMappings"),
@@ -133,6 +130,10 @@ fn user_mount(
     }
     if m.recursive_read_only {
         return Err(SpecError::unsupported(f("recursive_read_only"), true));
+    }
+    // Id-mapped and recursively read-only mounts are refused for image volumes too.
+    if m.image.is_some() {
+        return image_volume(i, m, volumes);
     }
     if !m.host_path.starts_with('/') {
         return Err(SpecError::invalid(
@@ -210,15 +211,6 @@ fn image_volume(
             m.propagation,
             "an image volume is private (PROPAGATION_PRIVATE)",
         ));
-    }
-    if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
-        return Err(SpecError::unsupported(
-            f("uidMappings"),
-            "an id-mapped mount",
-        ));
-    }
-    if m.recursive_read_only {
-        return Err(SpecError::unsupported(f("recursive_read_only"), true));
     }
     let src = volumes
         .get(&i)
