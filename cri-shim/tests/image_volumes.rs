@@ -132,11 +132,5 @@ async fn image_volumes_mount_read_only_and_go_with_the_container() {
         .await
         .unwrap();
     env.assert_no_ctr();
-    env.rt
-        .remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: pod_id,
-        })
-        .await
-        .unwrap();
-    env.assert_clean();
+    env.remove_pod_and_assert_clean(pod_id).await;
 }

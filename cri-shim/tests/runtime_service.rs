@@ -135,13 +135,7 @@ async fn unknown_ids_missing_fields_and_bad_images_get_the_right_codes() {
         .await;
     assert_err(r, Code::InvalidArgument, "Bad/Name");
 
-    env.rt
-        .remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: pod_id,
-        })
-        .await
-        .unwrap();
-    env.assert_clean();
+    env.remove_pod_and_assert_clean(pod_id).await;
     eprintln!("bad input: {:?}", t0.elapsed());
 }
 
@@ -206,13 +200,7 @@ async fn run_pod_sandbox_failing_at_each_step_leaves_nothing() {
         std::fs::read_dir(env.root().join("pods")).unwrap().count(),
         1
     );
-    env.rt
-        .remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: first,
-        })
-        .await
-        .unwrap();
-    env.assert_clean();
+    env.remove_pod_and_assert_clean(first).await;
     eprintln!("RunPodSandbox failures: {:?}", t0.elapsed());
 }
 
@@ -298,13 +286,7 @@ async fn create_container_failing_at_each_step_leaves_nothing() {
         env.ctr_status(&id).await.state,
         ContainerState::ContainerCreated as i32
     );
-    env.rt
-        .remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: pod_id,
-        })
-        .await
-        .unwrap();
-    env.assert_clean();
+    env.remove_pod_and_assert_clean(pod_id).await;
     eprintln!("CreateContainer failures: {:?}", t0.elapsed());
 }
 
@@ -435,13 +417,7 @@ async fn pod_and_containers_run_exec_stop_and_are_removed() {
     let log = std::fs::read_to_string(&st.log_path).unwrap();
     assert!(log.contains(" stdout F got-term"), "{log}");
 
-    env.rt
-        .remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: pod_id,
-        })
-        .await
-        .unwrap();
-    env.assert_clean();
+    env.remove_pod_and_assert_clean(pod_id).await;
     eprintln!("happy path: {:?}", t0.elapsed());
 }
 
@@ -495,13 +471,7 @@ async fn stopping_a_container_whose_init_just_exited_succeeds() {
         (st.state, st.exit_code),
         (ContainerState::ContainerExited as i32, 0)
     );
-    env.rt
-        .remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: pod_id,
-        })
-        .await
-        .unwrap();
-    env.assert_clean();
+    env.remove_pod_and_assert_clean(pod_id).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -554,13 +524,7 @@ async fn kill_9_and_restart_keeps_the_pod_and_container_running() {
         (&b"restart\n"[..], 0)
     );
 
-    env.rt
-        .remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: pod_id,
-        })
-        .await
-        .unwrap();
-    env.assert_clean();
+    env.remove_pod_and_assert_clean(pod_id).await;
     eprintln!("restart: {:?}", t0.elapsed());
 }
 

@@ -187,6 +187,17 @@ impl Env {
         assert!(left.is_empty(), "left behind:\n  {}", left.join("\n  "));
     }
 
+    /// Removes pod `pod_id` through the daemon and asserts nothing of it is left.
+    pub async fn remove_pod_and_assert_clean(&mut self, pod_id: String) {
+        self.rt
+            .remove_pod_sandbox(hull_cri::api::RemovePodSandboxRequest {
+                pod_sandbox_id: pod_id,
+            })
+            .await
+            .unwrap();
+        self.assert_clean();
+    }
+
     /// Asserts nothing of a container is left.
     #[track_caller]
     pub fn assert_no_ctr(&self) {
