@@ -48,6 +48,9 @@ pub struct Client {
 pub struct Server {
     sock: OwnedFd,
     root: OwnedFd,
+    /// The rootfs's host path as /proc shows it, read once: canonical paths are relative
+    /// to it.
+    root_path: std::path::PathBuf,
     binds: Vec<(String, std::path::PathBuf)>,
 }
 
@@ -76,11 +79,14 @@ pub fn channel(
     let mut binds = binds.to_vec();
     // Longest destination first, so nested binds win.
     binds.sort_by_key(|(d, _)| std::cmp::Reverse(d.len()));
+    let root_path = std::fs::read_link(format!("/proc/self/fd/{}", root.as_raw_fd()))
+        .unwrap_or_else(|_| rootfs.to_path_buf());
     Ok((
         Client { sock: a },
         Server {
             sock: b,
             root,
+            root_path,
             binds,
         },
     ))
@@ -209,7 +215,7 @@ impl Server {
             Err(e) => return Err(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))),
         };
         let fd = owned(raw);
-        let canon = canonical(&fd, &self.root)
+        let canon = canonical(&fd, &self.root_path)
             .unwrap_or_else(|| String::from_utf8_lossy(path).into_owned());
         Ok((fd, canon))
     }
@@ -248,9 +254,8 @@ impl Server {
 }
 
 /// The path of `fd` relative to `root`, from /proc/self/fd (the gofer's own view).
-fn canonical(fd: &OwnedFd, root: &OwnedFd) -> Option<String> {
+fn canonical(fd: &OwnedFd, root: &Path) -> Option<String> {
     let p = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
-    let r = std::fs::read_link(format!("/proc/self/fd/{}", root.as_raw_fd())).ok()?;
-    let rel = p.strip_prefix(&r).ok()?;
+    let rel = p.strip_prefix(root).ok()?;
     Some(format!("/{}", rel.display()))
 }

@@ -153,27 +153,6 @@ unsafe fn unregister_rseq() {
     }
 }
 
-/// Installs a classic BPF seccomp filter on the calling thread (and with `tsync` on all).
-pub fn install_filter(prog: &[libc::sock_filter]) -> io::Result<()> {
-    let fprog = libc::sock_fprog {
-        len: u16::try_from(prog.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?,
-        filter: prog.as_ptr() as *mut libc::sock_filter,
-    };
-    // SAFETY: PR_SET_NO_NEW_PRIVS takes plain integers.
-    check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } as libc::c_long)?;
-    // SAFETY: seccomp(2) reads the sock_fprog, which borrows `prog` for the duration of the
-    // call; the kernel copies the program.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            0,
-            &fprog as *const libc::sock_fprog,
-        )
-    };
-    check(r).map(drop)
-}
-
 /// openat2(2) with RESOLVE flags: what the gofer resolves workload paths with.
 pub fn openat2(dir: RawFd, path: &std::ffi::CStr, flags: u64, resolve: u64) -> io::Result<RawFd> {
     // open_how is non-exhaustive in libc: build it zeroed, then set the known fields.
