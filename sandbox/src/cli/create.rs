@@ -94,26 +94,8 @@ pub struct Plan {
 
 /// Runs `create`; returns the Sentry's host pid.
 pub fn create(o: &CreateOpts) -> Result<i32, CreateError> {
-    let dir = state::dir(o.root, o.id)?;
-    std::fs::create_dir_all(o.root).map_err(|source| StateError::Io {
-        what: "creating",
-        path: o.root.to_path_buf(),
-        source,
-    })?;
-    match std::fs::create_dir(&dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Err(StateError::Exists(o.id.to_string()).into())
-        }
-        Err(source) => {
-            return Err(StateError::Io {
-                what: "creating",
-                path: dir,
-                source,
-            }
-            .into())
-        }
-    }
+    // hull's own check of the id and creation of its state directory.
+    let dir = hull::state::create_dir(o.root, o.id).map_err(StateError::Hull)?;
     let mut cgroup = None;
     let r = create_in(o, &dir, &mut cgroup);
     if r.is_err() {

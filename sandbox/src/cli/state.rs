@@ -8,17 +8,12 @@ use serde::{Deserialize, Serialize};
 /// Errors reading or writing state.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    /// The id is not a safe single path component.
-    #[error(
-        "invalid container id {0:?}: use letters, digits, '_', '-', '.' (not starting with '.')"
-    )]
-    BadId(String),
+    /// hull's state rules refused it (a bad or taken id, an unreadable root).
+    #[error(transparent)]
+    Hull(#[from] hull::state::StateError),
     /// No such sandbox.
     #[error("container {0} does not exist")]
     NotFound(String),
-    /// The id is taken.
-    #[error("container {0} already exists")]
-    Exists(String),
     /// A file could not be read or written.
     #[error("{what} {path}")]
     Io {
@@ -84,25 +79,9 @@ impl Status {
     }
 }
 
-/// Checks that `id` is usable as a directory name.
-pub fn check_id(id: &str) -> Result<(), StateError> {
-    let ok = !id.is_empty()
-        && id.len() <= 1024
-        && !id.starts_with('.')
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '+'));
-    if ok {
-        Ok(())
-    } else {
-        Err(StateError::BadId(id.to_string()))
-    }
-}
-
-/// The state directory of `id`.
+/// The state directory of `id` (checked as hull checks ids).
 pub fn dir(root: &Path, id: &str) -> Result<PathBuf, StateError> {
-    check_id(id)?;
-    Ok(root.join(id))
+    Ok(hull::state::dir_of(root, id)?)
 }
 
 /// The start fifo: present until `start`.
@@ -150,7 +129,7 @@ pub fn save(root: &Path, rec: &Record) -> Result<(), StateError> {
 
 /// The status of a sandbox from its record: the Sentry's liveness and the fifo.
 pub fn status(root: &Path, rec: &Record) -> Status {
-    let alive = rec.pid > 0 && pid_alive(rec.pid);
+    let alive = pid_alive(rec.pid);
     if !alive {
         return Status::Stopped;
     }
@@ -164,27 +143,12 @@ pub fn status(root: &Path, rec: &Record) -> Status {
 
 /// Whether `pid` exists and is not a zombie.
 pub fn pid_alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|st| st != "Z" && st != "X"),
-        Err(_) => false,
-    }
+    pid > 0 && hull::procinfo::stat(pid).is_some_and(|(_, st)| st != 'Z' && st != 'X')
 }
 
-/// The ids under `root`.
+/// The ids under `root` (hull's listing: directories holding a state.json).
 pub fn list(root: &Path) -> Vec<String> {
-    let mut ids: Vec<String> = std::fs::read_dir(root)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .filter(|e| e.path().join("state.json").exists())
-                .filter_map(|e| e.file_name().into_string().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    ids.sort();
-    ids
+    hull::state::list_ids(root).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -193,9 +157,9 @@ mod tests {
 
     #[test]
     fn ids_are_single_safe_components() {
-        assert!(check_id("abc-1.2_x").is_ok());
-        for bad in ["", "../x", "a/b", ".hidden", "sp ace"] {
-            assert!(check_id(bad).is_err(), "{bad}");
+        assert!(dir(Path::new("/r"), "abc-1.2_x").is_ok());
+        for bad in ["", "../x", "a/b", "..", "sp ace"] {
+            assert!(dir(Path::new("/r"), bad).is_err(), "{bad}");
         }
     }
 
