@@ -223,6 +223,20 @@ async fn exec_on_pipes_and_on_a_terminal() {
     drop(s);
     common::wait_for(|| !sleeping(), "the exec'd sleep to be killed");
 
+    // Dropped at once, most likely before the runtime has written the process's pid: the
+    // process must not outlive the session either, whenever it gets to run.
+    let s = b
+        .exec(exec_req(&id, &["sleep", "4243"]), None)
+        .await
+        .expect("exec sleep");
+    drop(s);
+    common::wait_for(|| exec_dirs(&env, &id).is_empty(), "exec dirs removed");
+    let left = common::scan::processes()
+        .into_iter()
+        .filter(|p| p.cmdline.trim() == "sleep 4243")
+        .count();
+    assert_eq!(left, 0, "an exec dropped at once left its process running");
+
     // A command the container lacks: the runtime's failure is the exit, nothing is left.
     let s = b
         .exec(exec_req(&id, &["/no/such/binary"]), None)

@@ -63,10 +63,9 @@ pub(super) async fn exec(
     match result {
         Ok((child, mut session)) => {
             let running = Running {
-                child,
+                child: Some(child),
                 pid_file,
                 tmp,
-                exited: false,
             };
             session.exit = Box::pin(running.wait(what));
             Ok(session)
@@ -189,16 +188,19 @@ async fn receive(listener: &UnixListener) -> std::io::Result<std::os::fd::OwnedF
 /// A started exec: dropped before its exit, it kills the exec'd process (then the
 /// runtime, through `kill_on_drop`); either way it removes the exec's directory.
 struct Running {
-    child: Child,
+    child: Option<Child>,
     pid_file: PathBuf,
     tmp: PathBuf,
-    exited: bool,
 }
 
 impl Running {
     async fn wait(mut self, what: String) -> Result<i32, BackendError> {
-        let st = self.child.wait().await;
-        self.exited = true;
+        // Borrowed while waiting: a session dropped mid-wait still kills the process.
+        let st = match self.child.as_mut() {
+            Some(child) => child.wait().await,
+            None => unreachable!("the child is taken only in drop"),
+        };
+        self.child = None;
         let st = st.map_err(|source| BackendError::Io {
             what: format!("waiting for {what}"),
             source,
@@ -209,11 +211,52 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if !self.exited {
-            // Before the child field drops (and kill_on_drop kills the runtime): while the
-            // runtime is unreaped, the process's parent check in kill_exec is reliable.
-            kill_exec(&self.pid_file, self.child.id());
+        let tmp = std::mem::take(&mut self.tmp);
+        let Some(child) = self.child.take() else {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return;
+        };
+        let orphan = Orphan {
+            child,
+            pid_file: std::mem::take(&mut self.pid_file),
+            tmp,
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => drop(h.spawn(orphan.kill())),
+            Err(_) => orphan.kill_now(),
         }
+    }
+}
+
+/// How long a dropped exec's runtime may take to report the process's pid.
+const PID_WAIT: Duration = Duration::from_secs(10);
+
+/// An exec dropped before its exit. The runtime writes the pid file only after the
+/// process has exec'd, so a session dropped in between must wait for it: killing the
+/// runtime first would leave the process running, orphaned, in the container.
+struct Orphan {
+    child: Child,
+    pid_file: PathBuf,
+    tmp: PathBuf,
+}
+
+impl Orphan {
+    async fn kill(mut self) {
+        let deadline = tokio::time::Instant::now() + PID_WAIT;
+        while !self.pid_file.exists() && tokio::time::Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.kill_now();
+    }
+
+    fn kill_now(self) {
+        // Before the child drops (and kill_on_drop kills the runtime): while the runtime
+        // is unreaped, the process's parent check in kill_exec is reliable.
+        kill_exec(&self.pid_file, self.child.id());
+        drop(self.child);
         let _ = std::fs::remove_dir_all(&self.tmp);
     }
 }
