@@ -443,3 +443,36 @@ fn cgroup_commands_on_stopped_container_fail() {
     ctx.rt(&["delete", &ctx.id]).assert_ok();
     assert_no_leftovers(&ctx);
 }
+
+/// On v1 the device rules are the devices controller's lists, and with no
+/// `linux.resources.devices` at all the default is still deny-all plus the
+/// built-in devices, as runc's: a node made for /dev/mem (CAP_MKNOD lets the
+/// container make any) does not open, /dev/null does.
+#[test]
+fn v1_devices_deny_by_default() {
+    let Some(mut ctx) = ctx_with_cgroup("v1-devices") else {
+        return;
+    };
+    if v1_dir(&ctx, "devices").is_none() {
+        return;
+    }
+    for set in ["bounding", "effective", "permitted"] {
+        ctx.config["process"]["capabilities"][set]
+            .as_array_mut()
+            .expect("capability set")
+            .push(json!("CAP_MKNOD"));
+    }
+    ctx.config["linux"]["resources"] = json!({});
+    ctx.set_args(&[
+        "/bin/sh",
+        "-c",
+        "mknod /dev/kmem c 1 1 && /checker read /dev/kmem; /checker read /dev/null",
+    ]);
+    let out = ctx.run();
+    out.assert_ok();
+    let res = out.json_lines();
+    assert_eq!(res.len(), 2, "one JSON line per probe:\n{out}");
+    assert_eq!(res[0]["errno"], 1, "/dev/mem's node opened:\n{out}");
+    assert_eq!(res[1]["ok"], true, "/dev/null did not open:\n{out}");
+    assert_no_leftovers(&ctx);
+}

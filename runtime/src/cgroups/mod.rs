@@ -1,6 +1,9 @@
-//! The container's cgroup, through youki's libcgroups: v1 (legacy and hybrid hosts), v2,
-//! and the systemd driver where systemd runs.
+//! The container's cgroup: v1 (legacy and hybrid hosts), v2, and the systemd driver where
+//! systemd runs. On v1 hull places the container itself (v1.rs) and writes its device
+//! rules; youki's libcgroups applies the resource limits, reads statistics and freezes. On
+//! v2 and with systemd, libcgroups does all but the device program (devices/).
 
+use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
 
 use libcgroups::common::{
@@ -16,6 +19,7 @@ use crate::state::CgroupRecord;
 mod devices;
 mod io;
 mod oom;
+mod v1;
 pub use devices::DeviceError;
 pub use oom::OomWatch;
 
@@ -49,7 +53,19 @@ pub enum CgroupError {
         source: Box<AnyManagerError>,
     },
     #[error("cannot join cgroup {path}")]
-    Extra {
+    Join {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot list processes of cgroup {path}")]
+    ReadPids {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot remove cgroup {path}")]
+    RemoveDir {
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -104,36 +120,21 @@ pub enum CgroupError {
 
 /// An open handle on a container's cgroup.
 pub struct Cgroup {
-    /// `None` with `--cgroup-manager=disabled`.
-    manager: Option<AnyCgroupManager>,
     record: CgroupRecord,
-    /// The container's directories in hierarchies libcgroups does not manage.
-    extra: Vec<PathBuf>,
+    driver: Driver,
 }
 
-/// Mount points of the hierarchies libcgroups leaves alone on v1 hosts: named ones
-/// (`name=systemd`) and, on hybrid hosts, the controller-less cgroup2 mount. runc places
-/// the container in these too, so that /proc/self/cgroup and the container's view of
-/// /sys/fs/cgroup show its own cgroup in every hierarchy.
-fn extra_hierarchies(mountinfo: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for line in mountinfo.lines() {
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let mut r = right.split(' ');
-        let fstype = r.next().unwrap_or("");
-        let super_opts = r.nth(1).unwrap_or("");
-        let Some(mount_point) = left.split(' ').nth(4) else {
-            continue;
-        };
-        let named = fstype == "cgroup" && super_opts.split(',').any(|o| o.starts_with("name="));
-        let hybrid_unified = fstype == "cgroup2" && mount_point == "/sys/fs/cgroup/unified";
-        if named || hybrid_unified {
-            out.push(PathBuf::from(mount_point));
-        }
-    }
-    out
+enum Driver {
+    /// `--cgroup-manager=disabled`.
+    Disabled,
+    /// cgroupfs on a v1 host: the container's directory in every hierarchy, and
+    /// libcgroups' manager, built only when limits, statistics or the freezer need it.
+    V1 {
+        dirs: Vec<(PathBuf, v1::Hierarchy)>,
+        manager: OnceCell<AnyCgroupManager>,
+    },
+    /// cgroup v2 and the systemd driver.
+    Lib(AnyCgroupManager),
 }
 
 /// The cgroup path a container gets: `linux.cgroupsPath`, or a default derived from the id
@@ -207,75 +208,94 @@ pub fn resolve_relative(path: &Path, own: &str) -> PathBuf {
 impl Cgroup {
     /// Opens (without creating) the cgroup described by `record`.
     pub fn open(record: &CgroupRecord, id: &str) -> Result<Self, CgroupError> {
-        if record.disabled {
-            return Ok(Self {
-                manager: None,
-                record: record.clone(),
-                extra: Vec::new(),
-            });
-        }
-        if record.systemd && !libcgroups::systemd::booted() {
-            return Err(CgroupError::NoSystemd);
-        }
-        let manager = create_cgroup_manager(CgroupConfig {
-            cgroup_path: record.path.clone(),
-            systemd_cgroup: record.systemd,
-            container_name: id.to_owned(),
-        })
-        .map_err(|source| CgroupError::Open {
-            path: record.path.clone(),
-            source: Box::new(source),
-        })?;
-        let extra = match (&manager, record.systemd) {
-            (AnyCgroupManager::V1(_), false) => {
-                let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-                let rel = record.path.strip_prefix("/").unwrap_or(&record.path);
-                extra_hierarchies(&mountinfo)
-                    .into_iter()
-                    .map(|m| m.join(rel))
-                    .collect()
+        let driver = if record.disabled {
+            Driver::Disabled
+        } else if record.systemd {
+            if !libcgroups::systemd::booted() {
+                return Err(CgroupError::NoSystemd);
             }
-            _ => Vec::new(),
+            Driver::Lib(manager(record, id)?)
+        } else {
+            let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+            let hierarchies = v1::hierarchies(&mountinfo);
+            // A v1 host has at least one hierarchy with controllers; a pure v2 host none.
+            if hierarchies.iter().any(|h| !h.controllers.is_empty()) {
+                let rel = record.path.strip_prefix("/").unwrap_or(&record.path);
+                Driver::V1 {
+                    dirs: hierarchies
+                        .into_iter()
+                        .map(|h| (h.mount.join(rel), h))
+                        .collect(),
+                    manager: OnceCell::new(),
+                }
+            } else {
+                Driver::Lib(manager(record, id)?)
+            }
         };
         Ok(Self {
-            manager: Some(manager),
             record: record.clone(),
-            extra,
+            driver,
         })
     }
 
-    fn enabled(&self) -> Result<&AnyCgroupManager, CgroupError> {
-        self.manager.as_ref().ok_or(CgroupError::Disabled)
+    /// libcgroups' manager: the one of v2 or systemd, or on v1 built on first use.
+    fn lib(&self) -> Result<&AnyCgroupManager, CgroupError> {
+        match &self.driver {
+            Driver::Disabled => Err(CgroupError::Disabled),
+            Driver::Lib(m) => Ok(m),
+            Driver::V1 { manager: cell, .. } => {
+                if let Some(m) = cell.get() {
+                    return Ok(m);
+                }
+                let m = manager(&self.record, "")?;
+                Ok(cell.get_or_init(|| m))
+            }
+        }
+    }
+
+    /// The container's directory in the v1 hierarchy with `controller`.
+    fn v1_dir(&self, controller: &str) -> Option<&Path> {
+        match &self.driver {
+            Driver::V1 { dirs, .. } => dirs
+                .iter()
+                .find(|(_, h)| h.has(controller))
+                .map(|(d, _)| d.as_path()),
+            _ => None,
+        }
     }
 
     /// Adds `pid` (creating the cgroup directories as needed).
     pub fn add(&self, pid: i32) -> Result<(), CgroupError> {
-        let Some(manager) = &self.manager else {
-            return Ok(());
-        };
-        manager
-            .add_task(Pid::from_raw(pid))
-            .map_err(|source| CgroupError::AddTask {
-                path: self.record.path.clone(),
-                pid,
-                source: Box::new(source),
-            })?;
-        for dir in &self.extra {
-            let procs = dir.join("cgroup.procs");
-            std::fs::create_dir_all(dir)
-                .and_then(|()| std::fs::write(&procs, pid.to_string()))
-                .map_err(|source| CgroupError::Extra {
-                    path: procs.clone(),
-                    source,
-                })?;
+        match &self.driver {
+            Driver::Disabled => Ok(()),
+            Driver::Lib(manager) => {
+                manager
+                    .add_task(Pid::from_raw(pid))
+                    .map_err(|source| CgroupError::AddTask {
+                        path: self.record.path.clone(),
+                        pid,
+                        source: Box::new(source),
+                    })
+            }
+            Driver::V1 { dirs, .. } => {
+                for (dir, h) in dirs {
+                    let procs = dir.join("cgroup.procs");
+                    v1::create(dir, h.has("cpuset"))
+                        .and_then(|()| std::fs::write(&procs, pid.to_string()))
+                        .map_err(|source| CgroupError::Join {
+                            path: procs.clone(),
+                            source,
+                        })?;
+                }
+                Ok(())
+            }
         }
-        Ok(())
     }
 
     /// The container's first limits, applied by `create` once `pid` (the init)
-    /// is in the cgroup. On cgroup v2 the device program is attached even
-    /// without `linux.resources.devices` (deny-all plus the built-in devices,
-    /// as runc does), since v2 otherwise lets every device open.
+    /// is in the cgroup. Device rules are enforced even without
+    /// `linux.resources.devices` (deny-all plus the built-in devices, as runc
+    /// does): otherwise every device the container can create would open.
     pub fn setup(&self, resources: Option<&LinuxResources>, pid: i32) -> Result<(), CgroupError> {
         if let Some(r) = resources {
             self.apply_limits(r)?;
@@ -285,7 +305,7 @@ impl Cgroup {
     }
 
     /// `update`: applies `resources` to the cgroup of the container whose init is
-    /// `pid`. Device rules, when given, replace the container's device program.
+    /// `pid`. Device rules, when given, replace the container's.
     pub fn apply(&self, resources: &LinuxResources, pid: i32) -> Result<(), CgroupError> {
         self.apply_limits(resources)?;
         match resources.devices() {
@@ -294,14 +314,24 @@ impl Cgroup {
         }
     }
 
-    /// On cgroup v2, attaches the device program of `rules` (through the
+    /// Writes the v1 devices lists, or attaches the v2 device program (through the
     /// directory of the cgroup `pid` is in when systemd placed it).
     fn enforce_devices(&self, rules: &[LinuxDeviceCgroup], pid: i32) -> Result<(), CgroupError> {
-        let dir = match &self.manager {
-            None | Some(AnyCgroupManager::V1(_)) => return Ok(()),
-            Some(AnyCgroupManager::V2(_)) => Path::new(UNIFIED_ROOT).join(self.relative()),
-            Some(AnyCgroupManager::Systemd(_)) => {
+        let dir = match &self.driver {
+            Driver::Disabled => return Ok(()),
+            Driver::V1 { .. } => {
+                let Some(dir) = self.v1_dir("devices") else {
+                    return Ok(());
+                };
+                return devices::write_v1(dir, rules).map_err(|source| CgroupError::Devices {
+                    path: dir.to_owned(),
+                    source,
+                });
+            }
+            Driver::Lib(AnyCgroupManager::V2(_)) => Path::new(UNIFIED_ROOT).join(self.relative()),
+            Driver::Lib(_) => {
                 if !matches!(get_cgroup_setup(), Ok(CgroupSetup::Unified)) {
+                    // systemd on a v1 host: libcgroups' v1 devices controller wrote them.
                     return Ok(());
                 }
                 own_v2_dir(pid)?
@@ -320,10 +350,19 @@ impl Cgroup {
 
     /// Applies every limit in `linux.resources` through libcgroups.
     fn apply_limits(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
-        let Some(manager) = &self.manager else {
-            return only_devices(resources);
-        };
+        if !has_limits(resources) {
+            // Device rules only: enforce_devices' part, and nothing to build a manager for.
+            return Ok(());
+        }
+        let v1 = matches!(self.driver, Driver::V1 { .. });
         let unified = resources.unified().as_ref().is_some_and(|u| !u.is_empty());
+        if unified && v1 {
+            return Err(CgroupError::UnifiedOnV1);
+        }
+        let manager = match self.lib() {
+            Err(CgroupError::Disabled) => return Err(CgroupError::LimitsWithoutCgroups),
+            r => r?,
+        };
         if unified
             && !matches!(
                 get_cgroup_setup().map_err(CgroupError::Setup)?,
@@ -346,20 +385,20 @@ impl Cgroup {
                 .filter(|w| *w != 0),
             _ => None,
         };
-        let without_weight;
-        let resources = match weight {
-            Some(_) => {
-                let mut r = resources.clone();
-                if let Some(b) = r.block_io_mut() {
-                    b.set_weight(None);
-                }
-                without_weight = r;
-                &without_weight
+        let mut adjusted = None;
+        if weight.is_some() || v1 {
+            let mut r = resources.clone();
+            if let (Some(b), Some(_)) = (r.block_io_mut(), weight) {
+                b.set_weight(None);
             }
-            None => resources,
-        };
+            if v1 {
+                // The device lists are enforce_devices' to write.
+                r.set_devices(None);
+            }
+            adjusted = Some(r);
+        }
         let opt = ControllerOpt {
-            resources,
+            resources: adjusted.as_ref().unwrap_or(resources),
             disable_oom_killer,
             oom_score_adj: None,
             freezer_state: None,
@@ -374,10 +413,20 @@ impl Cgroup {
         }
     }
 
-    /// Pids of every process in the cgroup.
+    /// Pids of every process in the cgroup and the cgroups below it.
     pub fn pids(&self) -> Result<Vec<i32>, CgroupError> {
+        if let Driver::V1 { dirs, .. } = &self.driver {
+            let dir = self
+                .v1_dir("freezer")
+                .or_else(|| dirs.first().map(|(d, _)| d.as_path()))
+                .ok_or(CgroupError::Disabled)?;
+            return v1::pids(dir).map_err(|source| CgroupError::ReadPids {
+                path: dir.to_owned(),
+                source,
+            });
+        }
         let pids = self
-            .enabled()?
+            .lib()?
             .get_all_pids()
             .map_err(|source| CgroupError::Pids {
                 path: self.record.path.clone(),
@@ -393,7 +442,7 @@ impl Cgroup {
         } else {
             FreezerState::Thawed
         };
-        self.enabled()?
+        self.lib()?
             .freeze(state)
             .map_err(|source| CgroupError::Freeze {
                 path: self.record.path.clone(),
@@ -403,53 +452,56 @@ impl Cgroup {
 
     /// Resource usage, as libcgroups reads it.
     pub fn stats(&self) -> Result<Stats, CgroupError> {
-        self.enabled()?
-            .stats()
-            .map_err(|source| CgroupError::Stats {
-                path: self.record.path.clone(),
-                source: Box::new(source),
-            })
-    }
-
-    /// Kills what is left and removes the cgroup in every controller.
-    pub fn remove(&self) -> Result<(), CgroupError> {
-        let Some(manager) = &self.manager else {
-            return Ok(());
-        };
-        manager.remove().map_err(|source| CgroupError::Remove {
+        self.lib()?.stats().map_err(|source| CgroupError::Stats {
             path: self.record.path.clone(),
             source: Box::new(source),
-        })?;
-        for dir in &self.extra {
-            match std::fs::remove_dir(dir) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(CgroupError::Extra {
+        })
+    }
+
+    /// Kills what is left and removes the cgroup in every hierarchy.
+    pub fn remove(&self) -> Result<(), CgroupError> {
+        match &self.driver {
+            Driver::Disabled => Ok(()),
+            Driver::Lib(manager) => manager.remove().map_err(|source| CgroupError::Remove {
+                path: self.record.path.clone(),
+                source: Box::new(source),
+            }),
+            Driver::V1 { dirs, .. } => {
+                for (dir, _) in dirs {
+                    v1::remove(dir).map_err(|source| CgroupError::RemoveDir {
                         path: dir.clone(),
-                        source: e,
-                    })
+                        source,
+                    })?;
                 }
-                _ => {}
+                Ok(())
             }
         }
-        Ok(())
     }
 }
 
-/// With cgroups disabled, only a device list may be present (it is the usual default of
-/// generated configs); any real limit is refused rather than silently dropped.
-fn only_devices(r: &LinuxResources) -> Result<(), CgroupError> {
-    let limits = r.memory().is_some()
+/// libcgroups' manager for `record`.
+fn manager(record: &CgroupRecord, id: &str) -> Result<AnyCgroupManager, CgroupError> {
+    create_cgroup_manager(CgroupConfig {
+        cgroup_path: record.path.clone(),
+        systemd_cgroup: record.systemd,
+        container_name: id.to_owned(),
+    })
+    .map_err(|source| CgroupError::Open {
+        path: record.path.clone(),
+        source: Box::new(source),
+    })
+}
+
+/// True when `r` sets anything besides device rules (which are the usual default of
+/// generated configs). With cgroups disabled such limits are refused, never dropped.
+fn has_limits(r: &LinuxResources) -> bool {
+    r.memory().is_some()
         || r.cpu().is_some()
         || r.pids().is_some()
         || r.block_io().is_some()
         || r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty())
         || r.network().is_some()
-        || r.unified().as_ref().is_some_and(|u| !u.is_empty());
-    if limits {
-        Err(CgroupError::LimitsWithoutCgroups)
-    } else {
-        Ok(())
-    }
+        || r.unified().as_ref().is_some_and(|u| !u.is_empty())
 }
 
 /// The unified-hierarchy directory of the cgroup process `pid` is in, from the
@@ -496,20 +548,5 @@ mod tests {
         assert_eq!(resolve_relative(rel, v1_same), PathBuf::from("/a/b/x/y"));
         let v1_mixed = "12:pids:/\n11:memory:/process_api/h\n0::/\n";
         assert_eq!(resolve_relative(rel, v1_mixed), PathBuf::from("/x/y"));
-    }
-
-    #[test]
-    fn finds_named_and_hybrid_unified_hierarchies() {
-        let mi = "30 25 0:26 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n\
-                  31 25 0:27 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n\
-                  32 25 0:28 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
-                  33 25 0:29 / /mnt/other rw - cgroup2 cgroup2 rw\n";
-        assert_eq!(
-            extra_hierarchies(mi),
-            vec![
-                PathBuf::from("/sys/fs/cgroup/systemd"),
-                PathBuf::from("/sys/fs/cgroup/unified")
-            ]
-        );
     }
 }

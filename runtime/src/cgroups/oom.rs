@@ -35,7 +35,7 @@ impl OomWatch {
         let v1 = Path::new("/sys/fs/cgroup/memory").join(rel);
         let err = |path: &Path| {
             let path = path.to_owned();
-            move |source: std::io::Error| CgroupError::Extra { path, source }
+            move |source: std::io::Error| CgroupError::Join { path, source }
         };
         if v1.join("memory.oom_control").exists() {
             let control = std::fs::File::open(v1.join("memory.oom_control")).map_err(err(&v1))?;

@@ -1,9 +1,9 @@
-//! Device rules (`linux.resources.devices`) on cgroup v2: an eBPF program of
-//! type `BPF_PROG_TYPE_CGROUP_DEVICE` attached to the container's cgroup.
+//! Device rules (`linux.resources.devices`): on cgroup v2 an eBPF program of
+//! type `BPF_PROG_TYPE_CGROUP_DEVICE` attached to the container's cgroup, on v1
+//! the devices controller's lists, both from one policy (rules.rs).
 //!
 //! cgroup v2 has no devices.allow/deny files; without a program every device
-//! node a container can create (CAP_MKNOD) opens, host disks included. On v1
-//! libcgroups writes the rules to the devices controller; the v2 side of
+//! node a container can create (CAP_MKNOD) opens, host disks included. The v2 side of
 //! libcgroups 0.7 does nothing unless built with its `cgroupsv2_devices`
 //! feature, which builds libbpf (C, libelf, zlib) through libbpf-sys. The
 //! program is small enough to emit here, as hull emits its seccomp filters.
@@ -40,6 +40,13 @@ pub enum DeviceError {
         wildcard: String,
         index: Option<usize>,
     },
+    #[error("cannot write device rule {rule:?} to {path}")]
+    Write {
+        rule: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot load the device program for cgroup {path}")]
     Load {
         path: PathBuf,
@@ -71,6 +78,27 @@ pub fn policy(rules: &[LinuxDeviceCgroup]) -> Result<Policy, DeviceError> {
         policy.apply(r, None)?;
     }
     Ok(policy)
+}
+
+/// Enforces `rules` on the cgroup v1 devices directory `dir`: the default first (`a`
+/// to devices.deny or devices.allow, which also clears the exceptions), then each
+/// exception, leaving the kernel's list equal to the policy. On an `update` of a running
+/// container the default is briefly all there is; runc instead diffs the lists.
+pub fn write_v1(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), DeviceError> {
+    let p = policy(rules)?;
+    let (reset, except) = match p.default_allow {
+        true => ("devices.allow", "devices.deny"),
+        false => ("devices.deny", "devices.allow"),
+    };
+    let write = |file: &str, rule: String| {
+        let path = dir.join(file);
+        std::fs::write(&path, &rule).map_err(|source| DeviceError::Write { rule, path, source })
+    };
+    write(reset, "a".into())?;
+    for (pattern, access) in &p.exceptions {
+        write(except, rules::describe(*pattern, *access))?;
+    }
+    Ok(())
 }
 
 /// Enforces `rules` on the cgroup v2 directory `dir`: loads their program,
