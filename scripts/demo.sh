@@ -6,8 +6,8 @@ cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "demo: run as root (hull creates namespaces and cgroups)" >&2; exit 1; }
 
 scripts/deps.sh
-cargo build --release --workspace
+scripts/build-release.sh >/dev/null  # what hull ships, in target/dist (scripts/build-release.sh says why)
 bundle=bundles/out/busybox
 bundles/busybox/build.sh "$bundle" >/dev/null
 echo "demo: hull run --bundle $bundle demo-$$"
-exec target/release/hull run --bundle "$bundle" "demo-$$"
+exec target/dist/hull run --bundle "$bundle" "demo-$$"

@@ -81,12 +81,12 @@ start_pod() { # socket tag index
 remove_pod() { cri "$1" stopp "$2" >/dev/null && cri "$1" rmp "$2" >/dev/null; }
 
 echo "bench: building release binaries, registry, images" >&2
-cargo build --release -q -p hull -p hull-cri
+scripts/build-release.sh >/dev/null
 conformance/tools.sh crictl >/dev/null
 conformance/registry.sh start >/dev/null
 conformance/images.sh --big >/dev/null
 conformance/cni-setup.sh >/dev/null
-conformance/hull-cri.sh start --bin target/release --root /var/lib/hull-cri-bench --socket "$hull_sock" >/dev/null
+conformance/hull-cri.sh start --bin target/dist --root /var/lib/hull-cri-bench --socket "$hull_sock" >/dev/null
 conformance/containerd-cri.sh start --dir "$ctrd_dir" >/dev/null
 hull_pid=$(conformance/hull-cri.sh status --root /var/lib/hull-cri-bench --socket "$hull_sock" | awk '{print $3}')
 ctrd_pid=$(cat "$ctrd_dir/containerd.pid")

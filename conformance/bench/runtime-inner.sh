@@ -5,7 +5,7 @@ repo=$1 runs=$2 out=$3
 work=$(mktemp -d /tmp/hull-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
-declare -A bin=([hull]=$repo/target/release/hull [crun]=$(command -v crun) [runc]=$(command -v runc))
+declare -A bin=([hull]=$repo/target/dist/hull [crun]=$(command -v crun) [runc]=$(command -v runc))
 command -v youki >/dev/null && bin[youki]=$(command -v youki)
 order=(hull crun runc)
 [ -n "${bin[youki]:-}" ] && order+=(youki)

@@ -34,7 +34,7 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-(cd "$repo" && cargo build --release -q -p hull)
+"$repo/scripts/build-release.sh" >/dev/null
 mkdir -p "$(dirname "$out")"
 exec unshare --mount --propagation private sh -c \
     'if mountpoint -q /sys/fs/cgroup/unified; then umount /sys/fs/cgroup/unified; fi; exec "$0" "$@"' \

@@ -14,6 +14,7 @@ pub mod hooks;
 pub mod init;
 pub mod landlock;
 pub mod logging;
+pub mod passwd;
 pub mod procinfo;
 pub mod report;
 pub mod seccomp;

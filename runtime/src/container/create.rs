@@ -154,12 +154,12 @@ impl Drop for Rollback {
     }
 }
 
+/// The state's `owner`: the effective user's name from /etc/passwd, or `#<uid>`.
 fn owner() -> String {
-    let uid = nix::unistd::geteuid();
-    nix::unistd::User::from_uid(uid)
-        .ok()
-        .flatten()
-        .map_or_else(|| format!("#{uid}"), |u| u.name)
+    let uid = nix::unistd::geteuid().as_raw();
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    crate::passwd::field(&passwd, uid, 0)
+        .map_or_else(|| format!("#{uid}"), str::to_owned)
 }
 
 /// A bundle read and checked, before anything is created.

@@ -148,13 +148,10 @@ fn enter_cwd(cwd: &Path) -> io::Result<()> {
 
 /// The home directory of `uid` in passwd(5) text, or "/".
 fn home_of(passwd: &str, uid: u32) -> String {
-    passwd
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| f.len() >= 6 && f[2].parse() == Ok(uid))
-        .map(|f| f[5].to_owned())
+    crate::passwd::field(passwd, uid, 5)
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "/".into())
+        .unwrap_or("/")
+        .to_owned()
 }
 
 fn cstrings(v: &[String]) -> Result<Vec<CString>, ProgramError> {
