@@ -5,6 +5,7 @@
 //! OCI runtime driven through its CLI). See `docs/design/cri.md`.
 
 pub mod api;
+pub mod apparmor;
 pub mod cni;
 pub mod config;
 pub mod crilog;

@@ -105,6 +105,21 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         Some(beside_self("hull-sandbox")).filter(|p| p.exists()),
         &args.run.join("runtime"),
     );
+    // Before the runtime server reads the host's facts, so RuntimeDefault finds it loaded.
+    let host = hull_cri::spec::HostFacts::detect();
+    match hull_cri::apparmor::ensure_default(
+        &host,
+        std::path::Path::new(hull_cri::apparmor::PARSER),
+    )
+    .await
+    {
+        Ok(hull_cri::apparmor::Outcome::Loaded) => {
+            tracing::info!("AppArmor profile hull-default loaded")
+        }
+        Ok(_) => {}
+        // Not fatal: pods asking for RuntimeDefault then fail, saying the profile is missing.
+        Err(e) => tracing::warn!("{}", hull_cri::monitor::chain(&e)),
+    }
     let cni = Cni::new(
         config.cni.conf_dir.clone(),
         config.cni.bin_dirs.clone(),

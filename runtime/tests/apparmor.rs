@@ -21,6 +21,7 @@ use common::{assert_no_leftovers, run_cmd, runtime, Ctx};
 use serde_json::{json, Value};
 
 const EACCES: i64 = 13;
+const EINVAL: i64 = 22;
 const PARSER: &str = "/usr/sbin/apparmor_parser";
 
 /// True when AppArmor is enabled on this kernel (the test runc and hull use).
@@ -142,6 +143,79 @@ fn profile_denies_a_write_and_its_absence_allows_it() {
     );
     assert_eq!(res[1]["ok"], true, "{}", res[1]);
     assert_eq!(label(&res[2]), "unconfined");
+}
+
+/// hull's default profile (runtime/apparmor/hull-default, what hull-cri's
+/// RuntimeDefault uses) loads and confines: with CAP_SYS_ADMIN and without the
+/// masked and read-only paths, so that only AppArmor stands in the way, a
+/// container under it can neither mount nor write a host-global sysctl, while
+/// the same container without it can do both (the sysctl write then fails on
+/// its content, EINVAL, having been let through).
+#[test]
+fn default_profile_confines() {
+    if needs_apparmor("default_profile_confines") {
+        return;
+    }
+    let Some(mut ctx) = ctx_with_tmp("aa-default") else {
+        return;
+    };
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("apparmor/hull-default");
+    let mut cmd = Command::new(PARSER);
+    cmd.args(["--replace", "--skip-cache"]).arg(&file);
+    run_cmd(cmd, &ctx.tmp).assert_ok();
+    let _loaded = Profile {
+        name: "hull-default".into(),
+        file,
+    };
+    for set in ["bounding", "effective", "permitted"] {
+        ctx.config["process"]["capabilities"][set]
+            .as_array_mut()
+            .expect("capability set")
+            .push(json!("CAP_SYS_ADMIN"));
+    }
+    for key in ["maskedPaths", "readonlyPaths"] {
+        ctx.config["linux"]
+            .as_object_mut()
+            .expect("linux")
+            .remove(key);
+    }
+    ctx.set_args(&[
+        "/bin/sh",
+        "-c",
+        "if mount -t tmpfs none /tmp 2>/dev/null; then echo mount=ok; else echo mount=denied; fi; \
+         /checker write /proc/sys/vm/overcommit_ratio; /checker write /dev/shm/x; \
+         /checker read /proc/self/attr/current",
+    ]);
+    let run = |ctx: &Ctx| {
+        let out = ctx.run();
+        out.assert_ok();
+        let res = out.json_lines();
+        assert_eq!(res.len(), 3, "one JSON line per probe:\n{out}");
+        (
+            out.stdout.lines().next().unwrap_or_default().to_owned(),
+            res,
+        )
+    };
+    ctx.config["process"]["apparmorProfile"] = json!("hull-default");
+    let (mount, res) = run(&ctx);
+    assert_eq!(mount, "mount=denied");
+    assert_eq!(res[0]["errno"], EACCES, "sysctl write: {}", res[0]);
+    assert_eq!(res[1]["ok"], true, "write to /dev/shm: {}", res[1]);
+    assert_eq!(label(&res[2]), "hull-default (enforce)");
+
+    ctx.config["process"]
+        .as_object_mut()
+        .expect("process")
+        .remove("apparmorProfile");
+    let (mount, res) = run(&ctx);
+    assert_eq!(mount, "mount=ok");
+    assert_eq!(
+        res[0]["errno"], EINVAL,
+        "sysctl write unconfined: {}",
+        res[0]
+    );
+    assert_eq!(label(&res[2]), "unconfined");
+    assert_no_leftovers(&ctx);
 }
 
 /// `exec --apparmor <profile>` confines the exec'd process only.

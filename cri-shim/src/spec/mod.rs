@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::{LinuxBuilder, RootBuilder, Spec, SpecBuilder};
 use oci_spec::OciSpecError;
 
-pub use host::HostFacts;
+pub use host::{HostFacts, HULL_APPARMOR_PROFILE};
 pub use seccomp_default::default_profile as default_seccomp_profile;
 pub use security::DEFAULT_CAPABILITIES;
 pub use user::ResolvedUser;

@@ -290,7 +290,10 @@ pub fn apparmor(
                 Err(SpecError::invalid(
                     field,
                     "RuntimeDefault",
-                    format!("the AppArmor profile {HULL_APPARMOR_PROFILE:?} is not loaded"),
+                    format!(
+                        "the AppArmor profile {HULL_APPARMOR_PROFILE:?} is not loaded \
+                         (hull-cri loads it at start-up; see its log)"
+                    ),
                 ))
             }
         }

@@ -158,8 +158,7 @@ impl Drop for Rollback {
 fn owner() -> String {
     let uid = nix::unistd::geteuid().as_raw();
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    crate::passwd::field(&passwd, uid, 0)
-        .map_or_else(|| format!("#{uid}"), str::to_owned)
+    crate::passwd::field(&passwd, uid, 0).map_or_else(|| format!("#{uid}"), str::to_owned)
 }
 
 /// A bundle read and checked, before anything is created.
