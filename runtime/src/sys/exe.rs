@@ -64,7 +64,11 @@ fn memfd(name: &std::ffi::CStr) -> io::Result<OwnedFd> {
 }
 
 /// Our binary opened through a detached read-only overlayfs of its directory. overlayfs
-/// needs two lower layers when it has no upper one; the second is an empty tmpfs.
+/// needs two lower layers when it has no upper one. The second is an empty detached
+/// tmpfs where the kernel takes one (6.x since it clones lower layers from any mount);
+/// 6.1 refuses a detached layer ("failed to clone lowerpath"), so there it is /sys/fs,
+/// which is mounted everywhere and cannot overlap a binary's directory. Whatever the
+/// second layer holds is hidden below the binary's directory and never read.
 fn overlay_copy() -> io::Result<OwnedFd> {
     let exe = std::fs::read_link("/proc/self/exe")?;
     let (Some(dir), Some(name)) = (exe.parent(), exe.file_name()) else {
@@ -73,15 +77,8 @@ fn overlay_copy() -> io::Result<OwnedFd> {
     let empty = super::FsContext::open("tmpfs")?;
     empty.set("size=4k")?;
     let empty = empty.mount(super::MOUNT_ATTR_RDONLY)?;
-    let overlay = super::FsContext::open("overlay")?;
-    let lower = format!(
-        "lowerdir={}:/proc/self/fd/{}",
-        dir.display(),
-        empty.as_raw_fd()
-    );
-    overlay.set(&lower)?;
-    let mnt = overlay
-        .mount(super::MOUNT_ATTR_RDONLY | super::MOUNT_ATTR_NODEV | super::MOUNT_ATTR_NOSUID)?;
+    let detached = format!("/proc/self/fd/{}", empty.as_raw_fd());
+    let mnt = overlay_of(dir, &detached).or_else(|_| overlay_of(dir, "/sys/fs"))?;
     super::openat2(
         mnt.as_fd(),
         std::path::Path::new(name),
@@ -89,6 +86,13 @@ fn overlay_copy() -> io::Result<OwnedFd> {
         0,
         super::RESOLVE_BENEATH,
     )
+}
+
+/// A detached read-only overlayfs of `dir` over `second`.
+fn overlay_of(dir: &std::path::Path, second: &str) -> io::Result<OwnedFd> {
+    let overlay = super::FsContext::open("overlay")?;
+    overlay.set(&format!("lowerdir={}:{second}", dir.display()))?;
+    overlay.mount(super::MOUNT_ATTR_RDONLY | super::MOUNT_ATTR_NODEV | super::MOUNT_ATTR_NOSUID)
 }
 
 /// Our binary copied into a sealed memfd.
