@@ -22,10 +22,6 @@ HULL="$PWD/target/debug/hull" conformance/podman.sh
 echo "== runtime-tools validation: every test runc passes here"
 conformance/runtime-tools.sh --runtime hull --only-pass-list conformance/runtime-tools.pass \
     --hull "$PWD/target/debug/hull" --no-build
-echo "== cgroup v2 + AppArmor lane: Debian's 6.1 kernel under qemu, hull and runc (conformance/vm)"
-# About 7 minutes: boot ~6 s, the cgroup v2 and AppArmor tests and every root integration
-# test on pure cgroup v2. Fails loudly (exit 2) if the VM does not boot or report.
-conformance/vm/run.sh
 echo "== the shipped build: static release binaries (target/dist), integration tests on them"
 scripts/build-release.sh
 HULL_TEST_RUNTIME="$PWD/target/dist/hull" cargo test -p hull --tests
@@ -38,6 +34,12 @@ echo "== critest v1.37 beside containerd: every test containerd passes must pass
 conformance/tools.sh critest
 conformance/cni-setup.sh
 conformance/critest-compare.sh --no-benchmark
+echo "== cgroup v2 + AppArmor lane: Debian's 6.1 kernel under qemu, hull, runc and hull-cri (conformance/vm)"
+# About 8 minutes: boot ~6 s, the cgroup v2 and AppArmor tests, every root integration test
+# on pure cgroup v2, and hull-cri with critest's AppArmor tests (it reads the registry and
+# critest the steps above filled and built). Fails loudly (exit 2) if the VM does not boot
+# or report.
+conformance/vm/run.sh
 echo "== fuzzing smoke run (parsers of untrusted input)"
 scripts/fuzz.sh 15
 echo "== leftovers"

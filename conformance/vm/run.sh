@@ -10,6 +10,10 @@
 #                                   conformance/runtime-tools.sh into conformance/work/)
 #                          RUNTIME  `runc`, or the absolute path of a runtime binary
 #                        sh:CMD     a shell command, run inside the VM as root
+#                        cri        hull-cri on cgroup v2 with AppArmor (cri-test.sh): a pod
+#                                   and its stats, hull-default, critest's AppArmor tests;
+#                                   needs the host's registry filled (images.sh) and crictl
+#                                   and critest (conformance/tools.sh)
 #                        (default: the lane, DEFAULT_TESTS below)
 #   -- ARGS              passed to every hull test binary (e.g. a test name filter)
 #   --all                every hull integration test binary (runtime/tests/*.rs, also
@@ -43,6 +47,7 @@ DEFAULT_TESTS=(
 	rt/linux_process_apparmor_profile runc:rt/linux_process_apparmor_profile
 	lifecycle isolation failures features features_ns exec cgroup_ops hooks seccomp
 	cve cve_paths adversarial
+	cri
 )
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -86,7 +91,7 @@ done
 if [ "$all" -eq 1 ]; then
 	for f in "$repo"/runtime/tests/*.rs; do tests+=("$(basename "$f" .rs)"); done
 	for t in "${DEFAULT_TESTS[@]}"; do
-		case "$t" in *:* | rt/*) tests+=("$t") ;; esac
+		case "$t" in *:* | rt/* | cri) tests+=("$t") ;; esac
 	done
 fi
 [ ${#tests[@]} -gt 0 ] || tests=("${DEFAULT_TESTS[@]}")
@@ -143,7 +148,8 @@ moddir=$kdir/root/lib/modules/$kver
 # Modules in dependency order. The package has no modules.dep, so each module's
 # dependencies come from its depends= modinfo field.
 # brd gives two small ram disks: block devices for the io.max and device-rule tests.
-WANTED_MODULES=(virtio_pci 9pnet_virtio 9p overlay brd)
+# bridge and veth carry the pod network of the cri test.
+WANTED_MODULES=(virtio_pci 9pnet_virtio 9p overlay brd bridge veth)
 declare -A params=([brd]="rd_nr=2 rd_size=1024")
 declare -A seen=()
 order=()
@@ -193,6 +199,9 @@ if [ "$build" -eq 1 ]; then
 		die "building the static hull-checker"
 	json=$(cd "$repo" && cargo test -q -p hull --no-run --message-format=json) ||
 		die "cargo test -p hull --no-run"
+	if [[ " ${tests[*]} " == *" cri "* ]]; then
+		(cd "$repo" && cargo build -q -p hull -p hull-cri) || die "cargo build -p hull -p hull-cri"
+	fi
 	while read -r name exe; do
 		test_bin[$name]=$exe
 	done < <(jq -r 'select(.reason == "compiler-artifact" and .profile.test
@@ -231,6 +240,13 @@ q() { printf '%q ' "$@"; }
 		case "$t" in
 		sh:*)
 			echo "run_test $(q "$t") bash -c $(q "${t#sh:}")"
+			continue
+			;;
+		cri)
+			tools=$repo/conformance/work/bin
+			[ -x "$tools/critest" ] && [ -x "$tools/crictl" ] ||
+				die "cri: no crictl or critest in $tools (conformance/tools.sh crictl critest)"
+			echo "run_test cri bash $(q "$here/cri-test.sh" "$repo/target/debug" "$tools/crictl" "$tools/critest")"
 			continue
 			;;
 		runc:* | /*:*) rt=${t%%:*} name=${t#*:} ;;

@@ -396,7 +396,8 @@ fn mount_volume_prepared(lowers: &[PathBuf], dir: &Path) -> Result<PathBuf, Snap
     Ok(rootfs)
 }
 
-/// The new mount API. Ok(false) when the kernel lacks it or `lowerdir+` (before 6.8).
+/// The new mount API. Ok(false) when the kernel lacks it or `lowerdir+` (before 6.8), or
+/// refuses the context with EINVAL, which is how 6.1 reports an unknown `lowerdir+`.
 /// `rw` holds the upper and work dirs; without them the overlay is read-only.
 fn mount_new(
     lowers: &[PathBuf],
@@ -427,7 +428,14 @@ fn mount_new(
         sys::fsconfig_string(fs.as_fd(), c"workdir", &cpath(work))
             .map_err(|e| fail("workdir", Some(&fs), e))?;
     }
-    sys::fsconfig_create(fs.as_fd()).map_err(|e| fail("create", Some(&fs), e))?;
+    match sys::fsconfig_create(fs.as_fd()) {
+        Ok(()) => {}
+        // Before 6.5 overlayfs has no fs_context of its own: the kernel's legacy shim takes
+        // any key at fsconfig time and only the create rejects `lowerdir+` (6.1's "unrecognized
+        // mount option"). The classic mount reports a genuinely bad layer again.
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(false),
+        Err(e) => return Err(fail("create", Some(&fs), e)),
+    }
     let mnt = sys::fsmount(fs.as_fd()).map_err(|e| fail("fsmount", Some(&fs), e))?;
     sys::move_mount(mnt.as_fd(), &cpath(target)).map_err(|e| fail("move_mount", None, e))?;
     Ok(true)
