@@ -80,25 +80,41 @@ pub fn policy(rules: &[LinuxDeviceCgroup]) -> Result<Policy, DeviceError> {
     Ok(policy)
 }
 
-/// Enforces `rules` on the cgroup v1 devices directory `dir`: the default first (`a`
-/// to devices.deny or devices.allow, which also clears the exceptions), then each
-/// exception, leaving the kernel's list equal to the policy. On an `update` of a running
-/// container the default is briefly all there is; runc instead diffs the lists.
+/// Enforces `rules` on the cgroup v1 devices directory `dir`, as the kernel itself
+/// applies them: `a` to devices.deny first (where [`policy`] starts too), then each rule
+/// and the built-in list in order, so that devices.list shows the allowed entries in the
+/// config's order (runtime-tools checks that). [`policy`] validates first, refusing what
+/// v1 would silently ignore. On an `update` of a running container deny-all is briefly
+/// all there is; runc instead diffs the lists.
 pub fn write_v1(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), DeviceError> {
-    let p = policy(rules)?;
-    let (reset, except) = match p.default_allow {
-        true => ("devices.allow", "devices.deny"),
-        false => ("devices.deny", "devices.allow"),
-    };
-    let write = |file: &str, rule: String| {
+    policy(rules)?;
+    let write = |r: &rules::Rule| {
+        let (file, text) = match (r.allow, r.pattern) {
+            (true, None) => ("devices.allow", "a".to_owned()),
+            (false, None) => ("devices.deny", "a".to_owned()),
+            // No access named: nothing to grant or take (the kernel would refuse it).
+            (_, Some(_)) if r.access == 0 => return Ok(()),
+            (allow, Some(p)) => (
+                if allow {
+                    "devices.allow"
+                } else {
+                    "devices.deny"
+                },
+                rules::describe(p, r.access),
+            ),
+        };
         let path = dir.join(file);
-        std::fs::write(&path, &rule).map_err(|source| DeviceError::Write { rule, path, source })
+        std::fs::write(&path, &text).map_err(|source| DeviceError::Write {
+            rule: text,
+            path,
+            source,
+        })
     };
-    write(reset, "a".into())?;
-    for (pattern, access) in &p.exceptions {
-        write(except, rules::describe(*pattern, *access))?;
+    write(&rules::Rule::deny_everything())?;
+    for (i, r) in rules.iter().enumerate() {
+        write(&rules::Rule::from_oci(r, i)?)?;
     }
-    Ok(())
+    rules::BUILTIN.iter().try_for_each(write)
 }
 
 /// Enforces `rules` on the cgroup v2 directory `dir`: loads their program,

@@ -50,6 +50,15 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// `a *:* rwm` denied: where a policy starts.
+    pub const fn deny_everything() -> Self {
+        Self {
+            allow: false,
+            pattern: None,
+            access: ALL,
+        }
+    }
+
     /// An allow rule for `kind major:minor`, used for hull's built-in list.
     const fn allow(kind: Kind, major: Option<u32>, minor: Option<u32>, access: u8) -> Self {
         Self {
