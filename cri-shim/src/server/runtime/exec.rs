@@ -129,8 +129,10 @@ impl Runtime {
         Ok(())
     }
 
-    /// ReopenContainerLog: tells the monitor to reopen the log file (after rotation).
-    pub(super) fn reopen_log(&self, given: &str) -> Result<(), Status> {
+    /// ReopenContainerLog: tells the monitor to reopen the log file (after rotation), and
+    /// returns once the new file is there: kubelet and critest look for it right after the
+    /// call, and the monitor reopens it from its own event loop.
+    pub(super) async fn reopen_log(&self, given: &str) -> Result<(), Status> {
         let c = self.running(given, "ReopenContainerLog")?;
         if !monitor_alive(c.rec.monitor_pid, &c.rec.id) {
             return Err(Status::failed_precondition(format!(
@@ -142,9 +144,27 @@ impl Runtime {
             nix::unistd::Pid::from_raw(c.rec.monitor_pid),
             nix::sys::signal::Signal::SIGUSR1,
         )
-        .map_err(|e| internal("signalling the monitor", &e))
+        .map_err(|e| internal("signalling the monitor", &e))?;
+        let Some(log) = c.rec.log_path.clone() else {
+            return Ok(());
+        };
+        let deadline = tokio::time::Instant::now() + REOPEN_WAIT;
+        while !log.exists() {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Status::deadline_exceeded(format!(
+                    "ReopenContainerLog: the monitor of container {} did not create {} within {REOPEN_WAIT:?}",
+                    c.rec.id,
+                    log.display()
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        Ok(())
     }
 }
+
+/// How long ReopenContainerLog waits for the monitor to create the new log file.
+const REOPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// True when `pid` is still the monitor of container `id` (not a recycled pid).
 pub(super) fn monitor_alive(pid: i32, id: &str) -> bool {

@@ -226,7 +226,7 @@ impl RuntimeService for RuntimeServer {
         &self,
         req: Request<ReopenContainerLogRequest>,
     ) -> Rpc<ReopenContainerLogResponse> {
-        self.rt.reopen_log(&req.into_inner().container_id)?;
+        self.rt.reopen_log(&req.into_inner().container_id).await?;
         Ok(Response::new(ReopenContainerLogResponse {}))
     }
 
