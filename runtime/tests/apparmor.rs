@@ -167,12 +167,7 @@ fn default_profile_confines() {
         name: "hull-default".into(),
         file,
     };
-    for set in ["bounding", "effective", "permitted"] {
-        ctx.config["process"]["capabilities"][set]
-            .as_array_mut()
-            .expect("capability set")
-            .push(json!("CAP_SYS_ADMIN"));
-    }
+    ctx.grant_cap("CAP_SYS_ADMIN");
     for key in ["maskedPaths", "readonlyPaths"] {
         ctx.config["linux"]
             .as_object_mut()

@@ -456,12 +456,7 @@ fn v1_devices_deny_by_default() {
     if v1_dir(&ctx, "devices").is_none() {
         return;
     }
-    for set in ["bounding", "effective", "permitted"] {
-        ctx.config["process"]["capabilities"][set]
-            .as_array_mut()
-            .expect("capability set")
-            .push(json!("CAP_MKNOD"));
-    }
+    ctx.grant_cap("CAP_MKNOD");
     ctx.config["linux"]["resources"] = json!({});
     ctx.set_args(&[
         "/bin/sh",

@@ -393,12 +393,7 @@ fn mknod_cannot_reach_denied_devices() {
         );
         return;
     };
-    for set in ["bounding", "effective", "permitted"] {
-        ctx.config["process"]["capabilities"][set]
-            .as_array_mut()
-            .expect("capability set")
-            .push(json!("CAP_MKNOD"));
-    }
+    ctx.grant_cap("CAP_MKNOD");
     ctx.config["linux"]["resources"]["devices"] = json!([
         { "allow": false, "access": "rwm" },
         { "allow": true, "type": "b", "major": maj, "minor": min0, "access": "rw" }

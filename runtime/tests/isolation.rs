@@ -408,12 +408,7 @@ fn rshared_bind_propagates_to_the_host() {
     let _cleanup = HostMounts(vec![src.clone(), src.join("sub")]);
     mount(&["--make-rshared".as_ref(), src.as_os_str()]);
     ctx.config["linux"]["rootfsPropagation"] = json!("rshared");
-    for set in ["bounding", "effective", "permitted"] {
-        ctx.config["process"]["capabilities"][set]
-            .as_array_mut()
-            .expect("capability set")
-            .push(json!("CAP_SYS_ADMIN"));
-    }
+    ctx.grant_cap("CAP_SYS_ADMIN");
     ctx.config["mounts"]
         .as_array_mut()
         .expect("mounts")

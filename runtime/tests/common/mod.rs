@@ -366,6 +366,16 @@ impl Ctx {
         format!("/hulltest-{}", self.id)
     }
 
+    /// Adds capability `cap` to the bounding, effective and permitted sets.
+    pub fn grant_cap(&mut self, cap: &str) {
+        for set in ["bounding", "effective", "permitted"] {
+            self.config["process"]["capabilities"][set]
+                .as_array_mut()
+                .expect("capability set")
+                .push(json!(cap));
+        }
+    }
+
     /// Sets `process.args`.
     pub fn set_args(&mut self, args: &[&str]) {
         self.config["process"]["args"] = json!(args);
