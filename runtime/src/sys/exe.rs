@@ -7,7 +7,7 @@
 //! re-executes itself from a file nobody can write before entering a container:
 //!
 //! 1. a detached, read-only overlayfs over the binary's directory (runc 1.2 does the
-//!    same): no copy, the page cache is shared with the original, about 0.1 ms;
+//!    same): no copy, the page cache is shared with the original;
 //! 2. where overlayfs cannot be mounted (no CAP_SYS_ADMIN), a sealed memfd copy, which
 //!    costs a copy of the whole binary (several ms for a 6 MB binary).
 
@@ -64,21 +64,23 @@ fn memfd(name: &std::ffi::CStr) -> io::Result<OwnedFd> {
 }
 
 /// Our binary opened through a detached read-only overlayfs of its directory. overlayfs
-/// needs two lower layers when it has no upper one. The second is an empty detached
-/// tmpfs where the kernel takes one (6.x since it clones lower layers from any mount);
-/// 6.1 refuses a detached layer ("failed to clone lowerpath"), so there it is /sys/fs,
-/// which is mounted everywhere and cannot overlap a binary's directory. Whatever the
-/// second layer holds is hidden below the binary's directory and never read.
+/// needs two lower layers when it has no upper one. The second is /sys/fs, which is
+/// mounted on every host and cannot overlap a binary's directory; where /sys is absent
+/// (hull inside a container), an empty detached tmpfs (taken by 6.x, which clones
+/// lower layers from any mount; 6.1 refuses it). The second layer is never read: the
+/// binary is opened by name from the first, and the mount is reachable only through
+/// the descriptor. Making the tmpfs cost a superblock per run; /sys/fs costs a lookup.
 fn overlay_copy() -> io::Result<OwnedFd> {
     let exe = std::fs::read_link("/proc/self/exe")?;
     let (Some(dir), Some(name)) = (exe.parent(), exe.file_name()) else {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     };
-    let empty = super::FsContext::open("tmpfs")?;
-    empty.set("size=4k")?;
-    let empty = empty.mount(super::MOUNT_ATTR_RDONLY)?;
-    let detached = format!("/proc/self/fd/{}", empty.as_raw_fd());
-    let mnt = overlay_of(dir, &detached).or_else(|_| overlay_of(dir, "/sys/fs"))?;
+    let mnt = overlay_of(dir, "/sys/fs").or_else(|_| {
+        let empty = super::FsContext::open("tmpfs")?;
+        empty.set("size=4k")?;
+        let empty = empty.mount(super::MOUNT_ATTR_RDONLY)?;
+        overlay_of(dir, &format!("/proc/self/fd/{}", empty.as_raw_fd()))
+    })?;
     super::openat2(
         mnt.as_fd(),
         std::path::Path::new(name),
