@@ -18,8 +18,10 @@ median() { sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1
 
 # `run` to completion: hyperfine gives wall times per run and mean user/system CPU per
 # batch; batches of the runtimes alternate (rounds), so drift over time hits all alike.
-rounds=5
-per=$(( (runs + rounds - 1) / rounds ))
+# Batches of 5: hyperfine reports CPU only as a batch mean, so many small batches give a
+# median that one slow run (the host's other tenants) cannot move much.
+per=5
+rounds=$(( (runs + per - 1) / per ))
 for r in $(seq "$rounds"); do
     cmds=()
     for rt in "${order[@]}"; do cmds+=("${bin[$rt]} --root $work/state-$rt run -b $work/bundle h-$rt"); done

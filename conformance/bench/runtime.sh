@@ -16,7 +16,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-runs=40
+runs=100
 out=$here/results/runtime.md
 while [ $# -gt 0 ]; do
     case "$1" in
