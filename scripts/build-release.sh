@@ -51,8 +51,9 @@ link_hull "$current"
 hull_bin="target/$triple/release/hull"
 
 train() {
-    local work; work=$(mktemp -d /tmp/hull-train.XXXXXX)
-    trap 'rm -rf "$work"' RETURN
+    work=$(mktemp -d /tmp/hull-train.XXXXXX)
+    # A failing step stops the build; the container and the directory go with it.
+    trap 'target/$triple/release/hull --root "$work/state" delete -f train-life >/dev/null 2>&1; rm -rf "$work"' EXIT
     bundles/busybox/build.sh "$work/run" /bin/true >/dev/null 2>&1
     bundles/busybox/build.sh "$work/life" /bin/sleep 30 >/dev/null 2>&1
     nm --defined-only --print-size "$hull_bin" >"$work/syms"
