@@ -286,6 +286,17 @@ pub struct UpdateArgs {
     pub id: String,
 }
 
+/// Subcommand names of the commands [`Command::enters_container`] accepts.
+const ENTERING: [&str; 3] = ["create", "run", "exec"];
+
+/// Whether raw arguments (without the program name) may select a command that enters a
+/// container, decided before parsing so the sealed re-exec happens before any other work.
+/// Any argument equal to such a name counts: a container called "run" costs a needless
+/// re-exec, never a missing one.
+pub fn may_enter_container<I: IntoIterator<Item = std::ffi::OsString>>(args: I) -> bool {
+    args.into_iter().any(|a| ENTERING.iter().any(|n| a == *n))
+}
+
 impl Command {
     /// Commands whose processes run hull code inside a container's namespaces; they run
     /// from a sealed copy of the binary (see `sys::exe`).
@@ -294,5 +305,29 @@ impl Command {
             self,
             Command::Create(_) | Command::Run { .. } | Command::Exec(_)
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The raw scan that decides the sealed re-exec agrees with the parsed command.
+    #[test]
+    fn raw_scan_covers_every_command_that_enters_a_container() {
+        for argv in [
+            &["hull", "create", "c1"][..],
+            &["hull", "--root", "/tmp/r", "run", "-b", "/b", "c1"],
+            &["hull", "exec", "c1", "/bin/true"],
+            &["hull", "state", "c1"],
+            &["hull", "delete", "--force", "c1"],
+            &["hull", "kill", "c1", "KILL"],
+        ] {
+            let cli = Cli::try_parse_from(argv).expect("valid command line");
+            let scanned = may_enter_container(argv[1..].iter().map(Into::into));
+            assert_eq!(cli.command.enters_container(), scanned, "{argv:?}");
+        }
+        // A container named like an entering command only costs a needless re-exec.
+        assert!(may_enter_container(["state", "run"].map(Into::into)));
     }
 }

@@ -3,22 +3,19 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use hull::{cli::Cli, commands, logging, report};
+use hull::{cli, cli::Cli, commands, logging, report};
 
 fn main() -> ExitCode {
-    // Seal before parsing: the first image only decides and re-executes, so the command
-    // line is parsed once. Any argument naming a command that enters a container counts
-    // (a container called "run" costs a needless re-exec, never a missing one).
-    let may_enter = std::env::args_os()
-        .skip(1)
-        .any(|a| a == "create" || a == "run" || a == "exec");
+    // Seal before parsing: the first image only decides and re-executes.
+    let may_enter = cli::may_enter_container(std::env::args_os().skip(1));
     if may_enter && !hull::sys::running_sealed() {
         let Err(e) = hull::sys::reexec_sealed();
         eprintln!("hull: cannot re-execute from a sealed copy of the binary: {e}");
         return ExitCode::from(1);
     }
     let cli = Cli::parse();
-    if cli.command.enters_container() && !hull::sys::running_sealed() {
+    // Checked once above when the scan matched; the parse only guards the scan.
+    if cli.command.enters_container() && !may_enter && !hull::sys::running_sealed() {
         let Err(e) = hull::sys::reexec_sealed();
         eprintln!("hull: cannot re-execute from a sealed copy of the binary: {e}");
         return ExitCode::from(1);

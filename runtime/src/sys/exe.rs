@@ -26,23 +26,16 @@ const SEALS: i32 = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW |
 /// True when our executable cannot be written: a sealed memfd, or a file on a read-only
 /// overlayfs (the mount [`reexec_sealed`] makes).
 pub fn running_sealed() -> bool {
+    use nix::sys::{statfs, statvfs::FsFlags};
     let Ok(f) = std::fs::File::open("/proc/self/exe") else {
         return false;
     };
-    const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
-    let mut st = std::mem::MaybeUninit::<libc::statfs>::zeroed();
-    // SAFETY: `st` is writable memory of the size of one statfs; the fd is ours.
-    if unsafe { libc::fstatfs(f.as_raw_fd(), st.as_mut_ptr()) } == 0 {
-        // SAFETY: fstatfs succeeded, so the struct is initialised.
-        let st = unsafe { st.assume_init() };
-        let mut vfs = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
-        // SAFETY: `vfs` is writable memory of the size of one statvfs; the fd is ours.
-        let ok = unsafe { libc::fstatvfs(f.as_raw_fd(), vfs.as_mut_ptr()) } == 0;
-        // SAFETY: read only when fstatvfs succeeded and filled the struct.
-        let readonly = ok && unsafe { vfs.assume_init() }.f_flag & libc::ST_RDONLY != 0;
-        if st.f_type == OVERLAYFS_SUPER_MAGIC && readonly {
-            return true;
-        }
+    // One statfs gives both the type and the mount flags (fstatvfs is a second statfs).
+    if statfs::fstatfs(&f).is_ok_and(|st| {
+        st.filesystem_type() == statfs::OVERLAYFS_SUPER_MAGIC
+            && st.flags().contains(FsFlags::ST_RDONLY)
+    }) {
+        return true;
     }
     // SAFETY: F_GET_SEALS reads the seals of a descriptor we own; on a regular file it
     // fails with EINVAL.
