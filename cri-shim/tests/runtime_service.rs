@@ -401,6 +401,21 @@ async fn pod_and_containers_run_exec_stop_and_are_removed() {
     let tails = tasks_named("tail", &env.cgroup_parent());
     assert!(tails.is_empty(), "a timed-out exec left {tails:?}");
 
+    // ReopenContainerLog after a rotation returns once the new file is there, as kubelet
+    // and critest look for it right after the call.
+    let log_path = env.ctr_status(&id).await.log_path;
+    std::fs::rename(&log_path, format!("{log_path}.1")).unwrap();
+    env.rt
+        .reopen_container_log(ReopenContainerLogRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    assert!(
+        std::path::Path::new(&log_path).exists(),
+        "ReopenContainerLog returned before {log_path} was created"
+    );
+
     // StopContainer sends SIGTERM first, which the container handles.
     let t = Instant::now();
     env.rt

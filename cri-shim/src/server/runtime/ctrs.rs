@@ -414,7 +414,7 @@ fn stop_signal(config: &ContainerConfig) -> String {
 }
 
 /// Waits until `path` exists, up to `limit`.
-async fn wait_for(path: &Path, limit: Duration) -> bool {
+pub(super) async fn wait_for(path: &Path, limit: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
     let mut step = Duration::from_millis(5);
     loop {

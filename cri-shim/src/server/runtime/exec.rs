@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tonic::{Code, Status};
 
+use super::ctrs::wait_for;
 use super::{internal, status, Runtime};
 use crate::api::{ExecSyncResponse, LinuxContainerResources};
 use crate::records::CtrState;
@@ -145,26 +146,19 @@ impl Runtime {
             nix::sys::signal::Signal::SIGUSR1,
         )
         .map_err(|e| internal("signalling the monitor", &e))?;
-        let Some(log) = c.rec.log_path.clone() else {
-            return Ok(());
-        };
-        let deadline = tokio::time::Instant::now() + REOPEN_WAIT;
-        while !log.exists() {
-            if tokio::time::Instant::now() >= deadline {
-                return Err(Status::deadline_exceeded(format!(
-                    "ReopenContainerLog: the monitor of container {} did not create {} within {REOPEN_WAIT:?}",
-                    c.rec.id,
-                    log.display()
-                )));
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        match c.rec.log_path {
+            Some(log) if !wait_for(&log, REOPEN_WAIT).await => Err(Status::deadline_exceeded(format!(
+                "ReopenContainerLog: the monitor of container {} did not create {} within {REOPEN_WAIT:?}",
+                c.rec.id,
+                log.display()
+            ))),
+            _ => Ok(()),
         }
-        Ok(())
     }
 }
 
 /// How long ReopenContainerLog waits for the monitor to create the new log file.
-const REOPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+const REOPEN_WAIT: Duration = Duration::from_secs(5);
 
 /// True when `pid` is still the monitor of container `id` (not a recycled pid).
 pub(super) fn monitor_alive(pid: i32, id: &str) -> bool {
