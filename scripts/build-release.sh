@@ -53,7 +53,7 @@ hull_bin="target/$triple/release/hull"
 train() {
     work=$(mktemp -d /tmp/hull-train.XXXXXX)
     # A failing step stops the build; the container and the directory go with it.
-    trap 'target/$triple/release/hull --root "$work/state" delete -f train-life >/dev/null 2>&1; rm -rf "$work"' EXIT
+    trap '"$hull_bin" --root "$work/state" delete -f train-life >/dev/null 2>&1; rm -rf "$work"' EXIT
     bundles/busybox/build.sh "$work/run" /bin/true >/dev/null 2>&1
     bundles/busybox/build.sh "$work/life" /bin/sleep 30 >/dev/null 2>&1
     nm --defined-only --print-size "$hull_bin" >"$work/syms"
@@ -69,7 +69,9 @@ train() {
 }
 if [ "$(id -u)" -eq 0 ]; then
     train
-    if ! cmp -s <(sort "$orders/new") <(sort "$orders/$current"); then
+    if cmp -s <(sort "$orders/new") <(sort "$orders/$current"); then
+        rm "$orders/new"
+    else
         next=$([ "$current" = a ] && echo b || echo a)
         mv "$orders/new" "$orders/$next"
         echo "$next" >"$orders/current"
