@@ -65,10 +65,12 @@ pub async fn ensure_default(host: &HostFacts, parser: &Path) -> Result<Outcome, 
         .spawn()
         .map_err(spawn_err)?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(PROFILE.as_bytes())
-            .await
-            .map_err(spawn_err)?;
+        // A parser that refuses early exits before reading it all (EPIPE here): its exit
+        // status and stderr below say why, which "cannot run" would hide.
+        match stdin.write_all(PROFILE.as_bytes()).await {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(spawn_err(e)),
+            _ => {}
+        }
     }
     let out = child.wait_with_output().await.map_err(spawn_err)?;
     if !out.status.success() {
